@@ -1,0 +1,20 @@
+/*!
+Plain data shared by every Data Transfer Hub crate: where objects live ([`EndpointSpec`], [`Provider`],
+[`Credentials`]), how a sync decides and copies ([`SyncOptions`], [`CompareMode`]), and how each object
+ended ([`Action`], [`Verification`]).
+
+This crate does no I/O. Everything here is serde-serialisable so the same values travel from the CLI, the
+HTTP API and the store to the engines. Validation happens when values are parsed ([`std::str::FromStr`]
+impls and [`S3Url::parse`]), so an engine never sees a malformed endpoint.
+
+Secrets never leave through `Debug`: [`Credentials`] prints `[REDACTED]` in place of keys.
+*/
+#![deny(missing_docs)]
+
+mod endpoint;
+mod options;
+mod outcome;
+
+pub use endpoint::{Credentials, EndpointSpec, ParseError, Provider, S3Url};
+pub use options::{CompareMode, Sse, SyncOptions};
+pub use outcome::{Action, Verification};

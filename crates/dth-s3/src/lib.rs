@@ -1,0 +1,54 @@
+/*!
+The object engine of Data Transfer Hub: copy objects between any two S3-compatible endpoints,
+incrementally, in parallel, and verified.
+
+Client modules talk to one S3 service: [`profile`] (provider quirks, the only place that looks at the
+provider), [`endpoint`] (an SDK client built from an [`dth_model::EndpointSpec`]), [`list`] (streamed
+listings). Engine modules decide and move: [`diff`] (merge-join of two sorted listings), [`sort`] (the
+fallback for out-of-order listings), [`filter`], [`copy`] and [`multipart`] (verified copies),
+[`sync`] (the whole run: finder, transfers, counters, reports).
+
+Data enters as two [`Endpoint`]s and a [`dth_model::SyncOptions`]; it leaves as objects written at the
+destination, a stream of [`sync::ObjectReport`]s, and a [`sync::Summary`]. This crate knows nothing of
+the store or the CLI, and it never reports an object as copied unless the copy was verified.
+
+```no_run
+# async fn f() -> Result<(), dth_s3::Error> {
+use dth_model::{EndpointSpec, Provider, S3Url, SyncOptions};
+use dth_s3::{Endpoint, Side, Sync};
+let src = EndpointSpec::new(Provider::Aws, S3Url::parse("s3://src-bucket/photos").unwrap());
+let dst = EndpointSpec::new(Provider::AliyunOss, S3Url::parse("s3://dst-bucket").unwrap());
+let opts = SyncOptions::default();
+let sync = Sync::new(
+    Endpoint::connect(Side::Source, &src, opts.retries).await?,
+    Endpoint::connect(Side::Destination, &dst, opts.retries).await?,
+    opts,
+).await?;
+let summary = sync.run().await;
+assert!(summary.is_success());
+# Ok(()) }
+```
+*/
+#![deny(missing_docs)]
+
+mod bwlimit;
+pub mod copy;
+pub mod diff;
+pub mod endpoint;
+mod error;
+pub mod filter;
+pub mod list;
+mod meta;
+pub mod multipart;
+pub mod profile;
+pub mod sort;
+mod stats;
+pub mod sync;
+mod write;
+
+pub use endpoint::Endpoint;
+pub use error::{Error, Result, Side};
+pub use meta::{Keyed, ObjectMeta};
+pub use profile::{EtagKind, Profile};
+pub use stats::{Snapshot, Stats};
+pub use sync::{ObjectReport, Summary, Sync};

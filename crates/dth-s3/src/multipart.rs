@@ -1,0 +1,476 @@
+//! Multipart copies. Parts are read (ranged GETs) and written (UploadPart with Content-MD5) in parallel
+//! within the copier's memory budget; the upload is completed only after every part is stored and the
+//! bytes read were checked against the source, and aborted on any failure, so no orphan upload remains.
+//!
+//! Verification against the source, strongest first:
+//! - the source ETag is an MD5-of-parts composite and the source's part size is known (HEAD with
+//!   `partNumber=1`): we copy in the same layout and recompute the composite from our part MD5s;
+//! - the source ETag is a plain MD5: the whole-object MD5 is computed in order as parts arrive;
+//! - otherwise (opaque ETag): Content-MD5 on every part plus the size.
+//!
+//! After completion the destination's ETag is checked when it is an MD5 or an MD5-of-parts composite
+//! that we can predict, and its size always.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
+use bytes::Bytes;
+use dth_model::Verification;
+use futures::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use tokio::sync::mpsc;
+
+use crate::copy::{Body, Copier, backoff, copy_source};
+use crate::error::{Error, Result};
+use crate::meta::{ObjectMeta, etag_md5, etag_parts, unquote};
+use crate::profile::EtagKind;
+use crate::write::{SourceMeta, apply_write, etag_may_differ};
+
+/// What the source tells about its layout and checksum.
+struct SourceLayout {
+    etag: Option<String>,
+    /// The source's part size, when its ETag is a composite we can reproduce.
+    part_size: Option<u64>,
+}
+
+/// Copies a large object through us in parts.
+pub(crate) async fn copy(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verification> {
+    let layout = source_layout(c, obj).await?;
+    let part_size = layout
+        .part_size
+        .unwrap_or_else(|| c.dst.profile().part_size_for(obj.size, c.opts.part_size));
+    let ranges = ranges(obj.size, part_size);
+    let tagging = c.tagging(&obj.key).await?;
+    // Part 1 first: its GET response carries the metadata the upload is created with.
+    let (first_out, first) = c.get(&obj.key, Some(ranges[0])).await?;
+    let meta = SourceMeta::from_get(&first_out);
+    let src_etag = first_out.e_tag().map(unquote).or(layout.etag);
+    let req = c
+        .dst
+        .client()
+        .create_multipart_upload()
+        .bucket(c.dst.bucket())
+        .key(c.dst.full_key(&obj.key));
+    let created = apply_write!(req, &meta, tagging, &c.opts)
+        .send()
+        .await
+        .map_err(|e| c.dst.error("CreateMultipartUpload", Some(&obj.key), e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    match upload_parts(
+        c,
+        obj,
+        &upload_id,
+        &ranges,
+        first,
+        src_etag.as_deref(),
+        layout.part_size.is_some(),
+    )
+    .await
+    {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            abort(c, &obj.key, &upload_id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn upload_parts(
+    c: &Arc<Copier>,
+    obj: &ObjectMeta,
+    upload_id: &str,
+    ranges: &[(u64, u64)],
+    first: Body,
+    src_etag: Option<&str>,
+    same_layout: bool,
+) -> Result<Verification> {
+    let src_md5 = src_etag.and_then(etag_md5).map(str::to_string);
+    // The whole-object MD5 needs the parts in order; a hasher task reorders them.
+    let (hash_tx, hasher) = if src_md5.is_some() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Some(tx), Some(tokio::spawn(hash_in_order(rx))))
+    } else {
+        (None, None)
+    };
+    let jobs =
+        (c.memory_kib as u64 * 1024 / (ranges[0].1 - ranges[0].0).max(1)).clamp(2, 16) as usize;
+    let mut first = Some(first);
+    let parts: Vec<(i32, String, [u8; 16])> =
+        futures::stream::iter(ranges.iter().copied().enumerate())
+            .map(|(i, range)| {
+                let c = Arc::clone(c);
+                let key = obj.key.clone();
+                let upload_id = upload_id.to_string();
+                let hash_tx = hash_tx.clone();
+                let body = if i == 0 { first.take() } else { None };
+                tokio::spawn(async move {
+                    copy_part(&c, &key, &upload_id, i as i32 + 1, range, body, hash_tx).await
+                })
+            })
+            .buffered(jobs)
+            .map(|joined| {
+                joined.map_err(|e| Error::Body {
+                    target: obj.key.clone(),
+                    detail: format!("part task failed: {e}"),
+                })?
+            })
+            .try_collect()
+            .await?;
+    drop(hash_tx);
+    let composite = composite_etag(parts.iter().map(|p| p.2));
+    // Check what we read against the source before anything becomes visible.
+    let verification = match (&src_md5, src_etag) {
+        (_, Some(e)) if same_layout && etag_parts(e).is_some() => {
+            if e != composite {
+                return Err(Error::Verify {
+                    key: obj.key.clone(),
+                    detail: format!("source ETag {e}, the parts read give {composite}"),
+                });
+            }
+            Verification::CompositeEtag
+        }
+        (Some(want), _) => {
+            let got = match hasher {
+                Some(h) => h.await.map_err(|e| Error::Body {
+                    target: obj.key.clone(),
+                    detail: e.to_string(),
+                })?,
+                None => String::new(),
+            };
+            if *want != got {
+                return Err(Error::Verify {
+                    key: obj.key.clone(),
+                    detail: format!("source ETag is MD5 {want}, the bytes read hash to {got}"),
+                });
+            }
+            Verification::Md5AndParts
+        }
+        _ => Verification::PartsMd5AndSize,
+    };
+    let completed = CompletedMultipartUpload::builder()
+        .set_parts(Some(
+            parts
+                .iter()
+                .map(|(n, etag, _)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+                .collect(),
+        ))
+        .build();
+    let done = c
+        .dst
+        .client()
+        .complete_multipart_upload()
+        .bucket(c.dst.bucket())
+        .key(c.dst.full_key(&obj.key))
+        .upload_id(upload_id)
+        .multipart_upload(completed)
+        .send()
+        .await
+        .map_err(|e| c.dst.error("CompleteMultipartUpload", Some(&obj.key), e))?;
+    let whole = src_md5
+        .as_deref()
+        .filter(|_| verification == Verification::Md5AndParts);
+    check_dst_etag(c, obj, done.e_tag().map(unquote), &composite, whole)?;
+    let head_etag = c.check_dst_size(&obj.key, obj.size).await?;
+    check_dst_etag(c, obj, head_etag, &composite, whole)?;
+    Ok(verification)
+}
+
+/// A destination ETag must be our composite (when the provider makes MD5-of-parts ETags) or, when it is
+/// a plain MD5 and we know the whole-object MD5, equal to it.
+fn check_dst_etag(
+    c: &Copier,
+    obj: &ObjectMeta,
+    etag: Option<String>,
+    composite: &str,
+    whole: Option<&str>,
+) -> Result<()> {
+    let Some(etag) = etag else { return Ok(()) };
+    if etag_may_differ(&c.opts) {
+        return Ok(());
+    }
+    let bad = etag_parts(&etag).is_some()
+        && c.dst.profile().multipart_etag == EtagKind::Md5OfParts
+        && etag != composite
+        || etag_md5(&etag).is_some_and(|m| whole.is_some_and(|w| w != m));
+    if bad {
+        return Err(Error::Verify {
+            key: obj.key.clone(),
+            detail: format!("destination ETag {etag} does not match the parts sent ({composite})"),
+        });
+    }
+    Ok(())
+}
+
+async fn copy_part(
+    c: &Copier,
+    key: &str,
+    upload_id: &str,
+    number: i32,
+    range: (u64, u64),
+    mut body: Option<Body>,
+    hash_tx: Option<mpsc::UnboundedSender<(i32, Bytes)>>,
+) -> Result<(i32, String, [u8; 16])> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let res = async {
+            let part = match body.take() {
+                Some(b) => b,
+                None => c.get(key, Some(range)).await?.1,
+            };
+            upload_part(c, key, upload_id, number, part).await
+        }
+        .await;
+        match res {
+            Ok((etag, md5, bytes)) => {
+                if let Some(tx) = &hash_tx {
+                    let _ = tx.send((number, bytes));
+                }
+                return Ok((number, etag, md5));
+            }
+            Err(e @ (Error::Body { .. } | Error::Verify { .. })) if attempt <= c.opts.retries => {
+                tracing::warn!(key, part = number, attempt, "{e}; trying the part again");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn upload_part(
+    c: &Copier,
+    key: &str,
+    upload_id: &str,
+    number: i32,
+    part: Body,
+) -> Result<(String, [u8; 16], Bytes)> {
+    let md5_hex = hex::encode(part.md5);
+    let out = c
+        .dst
+        .client()
+        .upload_part()
+        .bucket(c.dst.bucket())
+        .key(c.dst.full_key(key))
+        .upload_id(upload_id)
+        .part_number(number)
+        .content_length(part.bytes.len() as i64)
+        .content_md5(base64::engine::general_purpose::STANDARD.encode(part.md5))
+        .body(ByteStream::from(part.bytes.clone()))
+        .send()
+        .await
+        .map_err(|e| c.dst.error("UploadPart", Some(key), e))?;
+    let etag = out.e_tag().map(unquote).unwrap_or_default();
+    if etag_md5(&etag).is_some_and(|e| e != md5_hex) && !etag_may_differ(&c.opts) {
+        return Err(Error::Verify {
+            key: key.to_string(),
+            detail: format!("part {number} stored with ETag {etag}, sent MD5 {md5_hex}"),
+        });
+    }
+    Ok((etag, part.md5, part.bytes))
+}
+
+/// Hashes parts in part-number order as they arrive in any order.
+async fn hash_in_order(mut rx: mpsc::UnboundedReceiver<(i32, Bytes)>) -> String {
+    let mut md5 = Md5::new();
+    let mut next = 1;
+    let mut waiting = BTreeMap::new();
+    while let Some((n, bytes)) = rx.recv().await {
+        waiting.insert(n, bytes);
+        while let Some(b) = waiting.remove(&next) {
+            md5 = tokio::task::spawn_blocking(move || {
+                md5.update(&b);
+                md5
+            })
+            .await
+            .expect("hashing task");
+            next += 1;
+        }
+    }
+    hex::encode(md5.finalize())
+}
+
+async fn abort(c: &Copier, key: &str, upload_id: &str) {
+    let res = c
+        .dst
+        .client()
+        .abort_multipart_upload()
+        .bucket(c.dst.bucket())
+        .key(c.dst.full_key(key))
+        .upload_id(upload_id)
+        .send()
+        .await;
+    if let Err(e) = res {
+        tracing::error!(
+            key,
+            upload_id,
+            "aborting the multipart upload failed: {}",
+            c.dst.error("AbortMultipartUpload", Some(key), e)
+        );
+    }
+}
+
+/// Learns the source ETag and, when it is a composite, the source's part size (HEAD `partNumber=1`).
+async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<SourceLayout> {
+    let head = c
+        .src
+        .client()
+        .head_object()
+        .bucket(c.src.bucket())
+        .key(c.src.full_key(&obj.key))
+        .part_number(1)
+        .set_request_payer(c.payer())
+        .send()
+        .await
+        .map_err(|e| c.src.error("HeadObject", Some(&obj.key), e))?;
+    let etag = head.e_tag().map(unquote).or_else(|| obj.etag.clone());
+    let part_size = match (
+        etag.as_deref().and_then(etag_parts),
+        head.parts_count(),
+        head.content_length(),
+    ) {
+        (Some(n), Some(pc), Some(len)) if pc as u64 == n && len > 0 && (len as u64) < obj.size => {
+            let p = len as u64;
+            let prof = c.dst.profile();
+            (obj.size.div_ceil(p) == n
+                && p >= prof.min_part
+                && p <= prof.max_part
+                && n <= prof.max_parts)
+                .then_some(p)
+        }
+        _ => None,
+    };
+    Ok(SourceLayout { etag, part_size })
+}
+
+/// Copies an object above 5 GiB server-side with UploadPartCopy, or through us where the provider
+/// cannot copy parts.
+pub(crate) async fn copy_server_side(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verification> {
+    if !c.dst.profile().part_copy {
+        return copy(c, obj).await;
+    }
+    let head = c
+        .src
+        .client()
+        .head_object()
+        .bucket(c.src.bucket())
+        .key(c.src.full_key(&obj.key))
+        .set_request_payer(c.payer())
+        .send()
+        .await
+        .map_err(|e| c.src.error("HeadObject", Some(&obj.key), e))?;
+    let meta = SourceMeta::from_head(&head);
+    let tagging = c.tagging(&obj.key).await?;
+    let req = c
+        .dst
+        .client()
+        .create_multipart_upload()
+        .bucket(c.dst.bucket())
+        .key(c.dst.full_key(&obj.key));
+    let created = apply_write!(req, &meta, tagging, &c.opts)
+        .send()
+        .await
+        .map_err(|e| c.dst.error("CreateMultipartUpload", Some(&obj.key), e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let part_size = c.dst.profile().part_size_for(obj.size, 512 * 1024 * 1024);
+    let source = copy_source(c.src.bucket(), &c.src.full_key(&obj.key));
+    let result: Result<Vec<CompletedPart>> =
+        futures::stream::iter(ranges(obj.size, part_size).into_iter().enumerate())
+            .map(|(i, (start, end))| {
+                let req = c
+                    .dst
+                    .client()
+                    .upload_part_copy()
+                    .bucket(c.dst.bucket())
+                    .key(c.dst.full_key(&obj.key))
+                    .upload_id(&upload_id)
+                    .part_number(i as i32 + 1)
+                    .copy_source(&source)
+                    .copy_source_range(format!("bytes={start}-{}", end - 1))
+                    .set_request_payer(c.payer());
+                async move {
+                    let out = req
+                        .send()
+                        .await
+                        .map_err(|e| c.dst.error("UploadPartCopy", Some(&obj.key), e))?;
+                    let etag = out
+                        .copy_part_result()
+                        .and_then(|r| r.e_tag())
+                        .unwrap_or_default();
+                    Ok(CompletedPart::builder()
+                        .part_number(i as i32 + 1)
+                        .e_tag(etag)
+                        .build())
+                }
+            })
+            .buffered(8)
+            .try_collect()
+            .await;
+    let done = match result {
+        Ok(parts) => c
+            .dst
+            .client()
+            .complete_multipart_upload()
+            .bucket(c.dst.bucket())
+            .key(c.dst.full_key(&obj.key))
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| c.dst.error("CompleteMultipartUpload", Some(&obj.key), e)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        abort(c, &obj.key, &upload_id).await;
+        return Err(e);
+    }
+    c.check_dst_size(&obj.key, obj.size).await?;
+    Ok(Verification::ServerSideSize)
+}
+
+/// Byte ranges `[start, end)` of the parts of an object.
+fn ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+    let n = size.div_ceil(part_size).max(1);
+    (0..n)
+        .map(|i| (i * part_size, ((i + 1) * part_size).min(size)))
+        .collect()
+}
+
+/// `hex(md5(md5_1 ‖ … ‖ md5_n))-n`, the ETag S3 gives a multipart upload.
+fn composite_etag(md5s: impl Iterator<Item = [u8; 16]>) -> String {
+    let mut h = Md5::new();
+    let mut n = 0;
+    for m in md5s {
+        h.update(m);
+        n += 1;
+    }
+    format!("{}-{n}", hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_ranges() {
+        assert_eq!(ranges(10, 4), vec![(0, 4), (4, 8), (8, 10)]);
+        assert_eq!(ranges(8, 4), vec![(0, 4), (4, 8)]);
+        assert_eq!(ranges(0, 4), vec![(0, 0)]);
+    }
+
+    #[test]
+    fn composite_matches_s3() {
+        // md5(md5("a") ‖ md5("b")), computed independently with Python's hashlib.
+        let parts = [Md5::digest(b"a").into(), Md5::digest(b"b").into()];
+        assert_eq!(
+            composite_etag(parts.into_iter()),
+            "96e024ba2074fe77e8e965ba43a704be-2"
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! Command-line structure (clap derive) and dispatch.
+
+mod s3;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Data Transfer Hub: move objects and container images between clouds, reliably, fast, and verified.
+#[derive(Debug, Parser)]
+#[command(name = "dth", version, about, long_about = None)]
+pub struct Cli {
+    /// Log as JSON lines on stderr.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// More output: -v lists every key acted on, -vv adds debug logs.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Object storage commands.
+    #[command(subcommand)]
+    S3(s3::S3Command),
+}
+
+/// Sets up `tracing`: warnings by default, `DTH_LOG` or `RUST_LOG` to change.
+pub fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = if cli.verbose >= 2 {
+        "dth=debug,dth_s3=debug"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_env("DTH_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::S3(cmd) => s3::run(cmd, cli.verbose).await,
+    }
+}
