@@ -139,6 +139,17 @@ impl Error {
                 (Some(status), code, msg, retryable)
             }
             SdkError::TimeoutError(_) => (None, None, "timed out".to_string(), true),
+            SdkError::DispatchFailure(_) if source_chain(&err).contains("loading credentials") => {
+                let p = match side {
+                    Side::Source => "src",
+                    Side::Destination => "dst",
+                };
+                let msg = format!(
+                    "no usable {side} credentials: give --{p}-access-key and --{p}-secret-key (or DTH_{P}_ACCESS_KEY_ID and DTH_{P}_SECRET_ACCESS_KEY), --{p}-profile, or --{p}-anonymous",
+                    P = p.to_ascii_uppercase()
+                );
+                (None, None, msg, false)
+            }
             SdkError::DispatchFailure(_) => (
                 None,
                 None,

@@ -31,9 +31,9 @@ enum Command {
 pub fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     let default = if cli.verbose >= 2 {
-        "dth=debug,dth_s3=debug"
+        "dth=debug,dth_s3=debug,warn"
     } else {
-        "warn"
+        "warn,aws_config=error"
     };
     let filter = EnvFilter::try_from_env("DTH_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
