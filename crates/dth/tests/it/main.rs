@@ -1,0 +1,7 @@
+//! End-to-end tests of `dth`: the real binary against real S3 servers (s3s-fs, moto, rclone serve s3)
+//! started by `dth-testkit` on free 127.0.0.1 ports. Every test asserts the data at the destination:
+//! keys, bytes, metadata.
+
+mod common;
+mod s3_faults;
+mod s3_sync;
