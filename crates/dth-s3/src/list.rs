@@ -47,12 +47,14 @@ pub fn list(
     let ep = ep.clone();
     let rel = rel.to_string();
     tokio::spawn(async move {
+        let encode = ep.profile().url_encoded_listing;
         let mut pager = Pager {
             ep,
             rel,
             delimited,
             token: None,
             done: false,
+            encode,
         };
         while !pager.done {
             let page = pager.next_page().await;
@@ -85,13 +87,71 @@ struct Pager {
     /// Continuation token (v2) or marker (v1).
     token: Option<String>,
     done: bool,
+    /// Ask for URL-encoded keys.
+    encode: bool,
+}
+
+/// Why a page failed: a successful answer that could not be parsed, or anything else.
+enum PageError {
+    Unparsable(Error),
+    Other(Error),
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        PageError::Other(e)
+    }
+}
+
+impl From<PageError> for Error {
+    fn from(e: PageError) -> Self {
+        match e {
+            PageError::Unparsable(e) | PageError::Other(e) => e,
+        }
+    }
 }
 
 impl Pager {
+    /// The next page. A page the SDK cannot parse (a 200 answer whose XML is invalid, e.g. a key with a
+    /// control character listed raw) is asked for again with URL-encoded keys.
     async fn next_page(&mut self) -> Result<Vec<Entry>> {
+        let token = self.token.clone();
+        match self.try_page().await {
+            Err(PageError::Unparsable(e)) if !self.encode => {
+                tracing::debug!("{e}; listing again with encoding-type=url");
+                self.encode = true;
+                self.token = token;
+                Ok(self.try_page().await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Wraps a listing request error, telling unparsable answers apart.
+    fn page_error<E, R>(
+        &self,
+        op: &'static str,
+        err: aws_sdk_s3::error::SdkError<E, R>,
+    ) -> PageError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + crate::error::HasStatus,
+    {
+        let ok_answer = err
+            .raw_response()
+            .is_some_and(|r| (200..300).contains(&r.status()));
+        let e = self.ep.error(op, Some(&self.rel), err);
+        if ok_answer {
+            PageError::Unparsable(e)
+        } else {
+            PageError::Other(e)
+        }
+    }
+
+    async fn try_page(&mut self) -> Result<Vec<Entry>, PageError> {
         let prefix = self.ep.full_key(&self.rel);
         let profile = self.ep.profile();
-        let encoding = profile.url_encoded_listing.then_some(EncodingType::Url);
+        let encoding = self.encode.then_some(EncodingType::Url);
         let payer = self
             .ep
             .spec()
@@ -111,7 +171,7 @@ impl Pager {
                 .max_keys(PAGE)
                 .send()
                 .await
-                .map_err(|e| self.ep.error("ListObjects", Some(&self.rel), e))?;
+                .map_err(|e| self.page_error("ListObjects", e))?;
             let encoded = out.encoding_type() == Some(&EncodingType::Url);
             let truncated = out.is_truncated().unwrap_or(false);
             let last = out.next_marker().map(str::to_string).or_else(|| {
@@ -156,7 +216,7 @@ impl Pager {
                 .max_keys(PAGE)
                 .send()
                 .await
-                .map_err(|e| self.ep.error("ListObjectsV2", Some(&self.rel), e))?;
+                .map_err(|e| self.page_error("ListObjectsV2", e))?;
             let encoded = out.encoding_type() == Some(&EncodingType::Url);
             let next = out
                 .is_truncated()

@@ -54,11 +54,7 @@ pub(crate) async fn copy(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verificati
         .create_multipart_upload()
         .bucket(c.dst.bucket())
         .key(c.dst.full_key(&obj.key));
-    let created = apply_write!(req, &meta, tagging, &c.opts)
-        .send()
-        .await
-        .map_err(|e| c.dst.error("CreateMultipartUpload", Some(&obj.key), e))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let upload_id = create_upload(c, &obj.key, apply_write!(req, &meta, tagging, &c.opts)).await?;
     match upload_parts(
         c,
         obj,
@@ -312,6 +308,48 @@ async fn abort(c: &Copier, key: &str, upload_id: &str) {
     }
 }
 
+/// Opens a multipart upload and returns its id.
+///
+/// Some servers (rclone's `serve s3` up to 1.75 at least) name the answer's root element
+/// `InitiateMultipartUpload` instead of `InitiateMultipartUploadResult`; the SDK then cannot parse it, and
+/// the upload id is read from the raw answer instead.
+async fn create_upload(
+    c: &Copier,
+    key: &str,
+    req: aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
+) -> Result<String> {
+    let err = match req.send().await {
+        Ok(out) => {
+            return out
+                .upload_id()
+                .map(str::to_string)
+                .ok_or_else(|| Error::Body {
+                    target: c.dst.target(Some(key)),
+                    detail: "CreateMultipartUpload answered no upload id".into(),
+                });
+        }
+        Err(e) => e,
+    };
+    if let Some(raw) = err.raw_response()
+        && raw.status().is_success()
+        && let Some(id) = raw
+            .body()
+            .bytes()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|xml| xml_element(xml, "UploadId"))
+    {
+        return Ok(id.to_string());
+    }
+    Err(c.dst.error("CreateMultipartUpload", Some(key), err))
+}
+
+/// The text of the first `<name>…</name>` element.
+fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let len = xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..start + len]).filter(|v| !v.is_empty())
+}
+
 /// Learns the source ETag and, when it is a composite, the source's part size (HEAD `partNumber=1`).
 async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<SourceLayout> {
     let head = c
@@ -369,11 +407,7 @@ pub(crate) async fn copy_server_side(c: &Arc<Copier>, obj: &ObjectMeta) -> Resul
         .create_multipart_upload()
         .bucket(c.dst.bucket())
         .key(c.dst.full_key(&obj.key));
-    let created = apply_write!(req, &meta, tagging, &c.opts)
-        .send()
-        .await
-        .map_err(|e| c.dst.error("CreateMultipartUpload", Some(&obj.key), e))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let upload_id = create_upload(c, &obj.key, apply_write!(req, &meta, tagging, &c.opts)).await?;
     let part_size = c.dst.profile().part_size_for(obj.size, 512 * 1024 * 1024);
     let source = copy_source(c.src.bucket(), &c.src.full_key(&obj.key));
     let result: Result<Vec<CompletedPart>> =
@@ -456,6 +490,13 @@ fn composite_etag(md5s: impl Iterator<Item = [u8; 16]>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_upload_id_from_raw_xml() {
+        let xml = "<InitiateMultipartUpload><Bucket>b</Bucket><UploadId>3c7c-4e</UploadId></InitiateMultipartUpload>";
+        assert_eq!(xml_element(xml, "UploadId"), Some("3c7c-4e"));
+        assert_eq!(xml_element("<UploadId></UploadId>", "UploadId"), None);
+    }
 
     #[test]
     fn splits_ranges() {

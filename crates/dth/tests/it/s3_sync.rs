@@ -30,16 +30,18 @@ fn hostile_keys(kind: PeerKind) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    // A 1,024-byte key in path components of < 255 bytes.
+    // A 1,024-byte key in path components of < 255 bytes (s3s-fs keeps a metadata file named after the
+    // key, which fails past one path component's length).
+    let max = if kind == PeerKind::S3sFs { 120 } else { 1024 };
     let mut long = String::new();
-    while long.len() < 1024 {
+    while long.len() < max {
         if !long.is_empty() {
             long.push('/');
         }
-        let n = (1024 - long.len()).min(200);
+        let n = (max - long.len()).min(200);
         long.push_str(&"k".repeat(n));
     }
-    long.truncate(1024);
+    long.truncate(max);
     keys.push(long);
     if kind == PeerKind::Moto {
         keys.extend(["double//slash", "/leading", "trailing/", "ctl\u{1}char"].map(String::from));
@@ -282,7 +284,7 @@ async fn incremental_changed_delete_and_dry_run() {
 async fn filters_prefix_lists_and_prefixes() {
     for kind in PeerKind::ALL {
         let peer = S3Peer::start(kind).await;
-        for b in ["src", "inc", "pl", "pfx"] {
+        for b in ["src", "inc", "plist", "pfx"] {
             peer.create_bucket(b).await;
         }
         let c = peer.client();
@@ -313,12 +315,12 @@ async fn filters_prefix_lists_and_prefixes() {
         let run = sync(
             &peer,
             "s3://src",
-            "s3://pl",
+            "s3://plist",
             &["--prefix-list", list.path().to_str().unwrap()],
         )
         .await;
         assert_eq!(run.code, 0, "{kind}: {}", run.stderr);
-        let mut got = keys(&c, "pl").await;
+        let mut got = keys(&c, "plist").await;
         got.sort();
         assert_eq!(got, ["a/1.jpg", "a/2.png", "b/tmp/4.jpg"], "{kind}");
 
