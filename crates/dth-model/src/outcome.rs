@@ -30,9 +30,11 @@ pub enum Verification {
     /// part was stored with its Content-MD5.
     CompositeEtag,
     /// Whole-object MD5 equals the source's MD5 ETag; the parts were stored with their Content-MD5.
+    #[serde(rename = "md5+parts")]
     Md5AndParts,
     /// The source ETag is opaque: each part (or the whole body) was stored with its Content-MD5 and the
     /// destination size equals the source size.
+    #[serde(rename = "parts-md5+size")]
     PartsMd5AndSize,
     /// Server-side copy whose destination ETag equals the source ETag.
     ServerSideEtag,
@@ -50,6 +52,19 @@ impl Verification {
             Verification::PartsMd5AndSize => "parts-md5+size",
             Verification::ServerSideEtag => "server-side-etag",
             Verification::ServerSideSize => "server-side-size",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_match_serde() {
+        use Verification::*;
+        for v in [Md5, CompositeEtag, Md5AndParts, PartsMd5AndSize, ServerSideEtag, ServerSideSize] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.name());
         }
     }
 }
