@@ -63,7 +63,14 @@ mod tests {
     #[test]
     fn report_names_match_serde() {
         use Verification::*;
-        for v in [Md5, CompositeEtag, Md5AndParts, PartsMd5AndSize, ServerSideEtag, ServerSideSize] {
+        for v in [
+            Md5,
+            CompositeEtag,
+            Md5AndParts,
+            PartsMd5AndSize,
+            ServerSideEtag,
+            ServerSideSize,
+        ] {
             assert_eq!(serde_json::to_value(v).unwrap(), v.name());
         }
     }

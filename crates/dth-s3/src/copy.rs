@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use dth_model::{SyncOptions, Verification};
 use md5::{Digest, Md5};
 use rand::Rng;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::bwlimit::BandwidthLimit;
 use crate::endpoint::Endpoint;
@@ -52,7 +52,7 @@ pub struct Copier {
     pub(crate) server_side: bool,
     pub(crate) limit: Option<BandwidthLimit>,
     /// Buffer memory budget, in KiB permits.
-    pub(crate) memory: Semaphore,
+    pub(crate) memory: Arc<Semaphore>,
     pub(crate) memory_kib: u32,
     pub(crate) stats: Arc<Stats>,
 }
@@ -74,7 +74,7 @@ impl Copier {
             dst,
             opts,
             server_side,
-            memory: Semaphore::new(memory_kib as usize),
+            memory: Arc::new(Semaphore::new(memory_kib as usize)),
             memory_kib,
             stats,
         }
@@ -202,9 +202,8 @@ impl Copier {
     }
 
     async fn read_body(&self, key: &str, mut stream: ByteStream, expected: u64) -> Result<Body> {
-        let permit = self
-            .memory
-            .acquire_many(kib(expected).min(self.memory_kib))
+        let permit = Arc::clone(&self.memory)
+            .acquire_many_owned(kib(expected).min(self.memory_kib))
             .await
             .map_err(|_| Error::Cancelled)?;
         let mut buf = BytesMut::with_capacity(expected as usize);
@@ -242,10 +241,10 @@ impl Copier {
                 buf.len()
             )));
         }
-        drop(permit);
         Ok(Body {
             bytes: buf.freeze(),
             md5: md5.finalize().into(),
+            _permit: permit,
         })
     }
 
@@ -373,10 +372,11 @@ impl Copier {
     }
 }
 
-/// A body read into memory with its MD5.
+/// A body read into memory with its MD5, holding its share of the memory budget until dropped.
 pub(crate) struct Body {
     pub(crate) bytes: Bytes,
     pub(crate) md5: [u8; 16],
+    _permit: OwnedSemaphorePermit,
 }
 
 /// `bucket/key` for `x-amz-copy-source`, the key URL-encoded except `/`.

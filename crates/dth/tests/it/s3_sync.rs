@@ -442,3 +442,77 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     );
     assert!(keys(&c, "dst").await.is_empty(), "bad input wrote objects");
 }
+
+#[tokio::test]
+async fn archived_objects_tags_and_destination_options_on_moto() {
+    use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+    let peer = S3Peer::start(PeerKind::Moto).await;
+    peer.create_bucket("src").await;
+    peer.create_bucket("dst").await;
+    let c = peer.client();
+    c.put_object()
+        .bucket("src")
+        .key("cold")
+        .body(ByteStream::from_static(b"frozen"))
+        .storage_class(StorageClass::Glacier)
+        .send()
+        .await
+        .unwrap();
+    c.put_object()
+        .bucket("src")
+        .key("tagged")
+        .body(ByteStream::from_static(b"labelled"))
+        .tagging("team=a%20b&cost=42")
+        .send()
+        .await
+        .unwrap();
+    let run = sync(
+        &peer,
+        "s3://src",
+        "s3://dst",
+        &[
+            "--tags",
+            "--storage-class",
+            "STANDARD_IA",
+            "--sse",
+            "AES256",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.n("copied"), 1);
+    assert_eq!(run.summary()["detail"]["skipped_archived"], 1);
+    assert_eq!(keys(&c, "dst").await, ["tagged"]);
+    let head = c
+        .head_object()
+        .bucket("dst")
+        .key("tagged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.storage_class(), Some(&StorageClass::StandardIa));
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    let tags = c
+        .get_object_tagging()
+        .bucket("dst")
+        .key("tagged")
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<_> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            ("cost".to_string(), "42".to_string()),
+            ("team".to_string(), "a b".to_string())
+        ]
+    );
+}
