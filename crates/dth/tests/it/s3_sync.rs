@@ -516,3 +516,24 @@ async fn archived_objects_tags_and_destination_options_on_moto() {
         ]
     );
 }
+
+#[tokio::test]
+async fn bandwidth_limit_paces_the_whole_sync() {
+    let peer = S3Peer::start(PeerKind::S3sFs).await;
+    peer.create_bucket("src").await;
+    peer.create_bucket("dst").await;
+    let c = peer.client();
+    for i in 0..6u64 {
+        put(&c, "src", &format!("k{i}"), bytes(i, 512 * 1024)).await;
+    }
+    // 3 MiB at 1 MiB/s with a one-second burst cannot finish in under two seconds.
+    let started = std::time::Instant::now();
+    let run = sync(&peer, "s3://src", "s3://dst", &["--bwlimit", "1M"]).await;
+    let took = started.elapsed();
+    assert_eq!((run.code, run.n("copied")), (0, 6), "{}", run.stderr);
+    assert!(
+        took >= std::time::Duration::from_millis(1900),
+        "3 MiB at 1 MiB/s took {took:?}"
+    );
+    assert_eq!(contents(&c, "dst").await, contents(&c, "src").await);
+}
