@@ -32,8 +32,9 @@ pub enum Verification {
     /// Whole-object MD5 equals the source's MD5 ETag; the parts were stored with their Content-MD5.
     #[serde(rename = "md5+parts")]
     Md5AndParts,
-    /// The source ETag is opaque: each part (or the whole body) was stored with its Content-MD5 and the
-    /// destination size equals the source size.
+    /// The source ETag is opaque (another provider's multipart ETag, or encrypted with KMS or customer
+    /// keys): the body read had the source's length, the destination accepted each part (or the whole
+    /// body) with the Content-MD5 of the bytes read, and after a multipart upload its size was checked.
     #[serde(rename = "parts-md5+size")]
     PartsMd5AndSize,
     /// Server-side copy whose destination ETag equals the source ETag.

@@ -24,15 +24,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::bwlimit::BandwidthLimit;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::meta::{ObjectMeta, etag_md5, unquote};
+use crate::meta::{ObjectMeta, checksum_etag, etag_md5, unquote};
 use crate::multipart;
 use crate::stats::Stats;
-use crate::write::{SourceMeta, apply_write, etag_may_differ, tagging_header};
+use crate::write::{SourceMeta, apply_write, tagging_header};
 
 /// How long a body may stall before the read is abandoned.
 const READ_STALL: Duration = Duration::from_secs(60);
-/// Objects above this are copied server-side in parts.
-const COPY_OBJECT_MAX: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The outcome of a successful copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +249,11 @@ impl Copier {
     async fn copy_small(&self, obj: &ObjectMeta) -> Result<Verification> {
         let tagging = self.tagging(&obj.key).await?;
         let (out, body) = self.get(&obj.key, None).await?;
-        let src_etag = out.e_tag().map(unquote);
+        let src_etag = checksum_etag(
+            out.e_tag(),
+            out.server_side_encryption(),
+            out.sse_customer_algorithm(),
+        );
         let md5_hex = hex::encode(body.md5);
         if let Some(src_md5) = src_etag.as_deref().and_then(etag_md5)
             && src_md5 != md5_hex
@@ -279,10 +281,13 @@ impl Copier {
             .await
             .map_err(|e| self.dst.error("PutObject", Some(&obj.key), e))?;
         // The destination checked Content-MD5; if it answers an MD5 ETag it must be ours.
-        let dst_etag = put.e_tag().map(unquote);
+        let dst_etag = checksum_etag(
+            put.e_tag(),
+            put.server_side_encryption(),
+            put.sse_customer_algorithm(),
+        );
         if let Some(d) = dst_etag.as_deref().and_then(etag_md5)
             && d != md5_hex
-            && !etag_may_differ(&self.opts)
         {
             return Err(Error::Verify {
                 key: obj.key.clone(),
@@ -298,7 +303,7 @@ impl Copier {
     }
 
     async fn copy_server_side(self: &Arc<Self>, obj: &ObjectMeta) -> Result<Verification> {
-        if obj.size > COPY_OBJECT_MAX {
+        if obj.size > self.dst.profile().copy_object_max {
             return multipart::copy_server_side(self, obj).await;
         }
         let source = copy_source(self.src.bucket(), &self.src.full_key(&obj.key));
@@ -334,15 +339,13 @@ impl Copier {
             .copy_object_result()
             .and_then(|r| r.e_tag())
             .map(unquote);
+        // The service copied the bytes itself: equal MD5 ETags prove it; anything else (encryption on
+        // either side, a multipart source) is checked by size.
         match (
             obj.etag.as_deref().and_then(etag_md5),
             dst_etag.as_deref().and_then(etag_md5),
         ) {
             (Some(s), Some(d)) if s == d => Ok(Verification::ServerSideEtag),
-            (Some(s), Some(d)) if !etag_may_differ(&self.opts) => Err(Error::Verify {
-                key: obj.key.clone(),
-                detail: format!("server-side copy has ETag {d}, the source {s}"),
-            }),
             _ => {
                 self.check_dst_size(&obj.key, obj.size).await?;
                 Ok(Verification::ServerSideSize)

@@ -26,23 +26,33 @@ pub struct Endpoint {
     profile: &'static Profile,
     client: Client,
     label: String,
+    /// The region and endpoint URL in effect (after defaults), for [`Endpoint::same_service`].
+    region: String,
+    endpoint_url: Option<String>,
 }
 
 impl Endpoint {
     /// Builds the client for one side. Does no request; see [`Endpoint::check`].
     pub async fn connect(side: Side, spec: &EndpointSpec, retries: u32) -> Result<Self> {
         let profile = Profile::for_provider(spec.provider);
-        let region = spec
-            .region
-            .clone()
-            .unwrap_or_else(|| profile.default_region.to_string());
-        let endpoint_url = match &spec.endpoint_url {
-            Some(u) => Some(normalize_url(side, u)?),
-            None => profile.endpoint_for(&region),
-        };
-        let region_name = region.clone();
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.clone()));
+        if spec.endpoint_url.is_none() && profile.needs_endpoint {
+            let p = side.flag_prefix();
+            return Err(Error::Config {
+                side,
+                message: format!(
+                    "provider {} has no public endpoint: give --{p}-endpoint http://HOST:PORT",
+                    spec.provider
+                ),
+            });
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        match &spec.region {
+            Some(r) => loader = loader.region(Region::new(r.clone())),
+            None if !profile.region_from_aws_config => {
+                loader = loader.region(Region::new(profile.default_region))
+            }
+            None => {}
+        }
         loader = match &spec.credentials {
             Credentials::DefaultChain => loader,
             Credentials::Profile { name } => loader.profile_name(name),
@@ -68,12 +78,20 @@ impl Endpoint {
             Credentials::Anonymous => loader.no_credentials(),
         };
         let shared = loader.load().await;
+        let region = shared
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| profile.default_region.to_string());
+        let endpoint_url = match &spec.endpoint_url {
+            Some(u) => Some(normalize_url(side, u)?),
+            None => profile.endpoint_for(&region),
+        };
         let partition = match side {
             Side::Source => "dth-source",
             Side::Destination => "dth-destination",
         };
         let mut conf = aws_sdk_s3::config::Builder::from(&shared)
-            .region(Region::new(region))
+            .region(Region::new(region.clone()))
             .force_path_style(profile.path_style)
             .retry_config(
                 RetryConfig::standard()
@@ -102,7 +120,7 @@ impl Endpoint {
         }
         let label = match &endpoint_url {
             Some(u) => format!("endpoint {u}"),
-            None => format!("{} {region_name}", spec.provider),
+            None => format!("{} {region}", spec.provider),
         };
         Ok(Endpoint {
             side,
@@ -110,26 +128,36 @@ impl Endpoint {
             profile,
             client: Client::from_conf(conf.build()),
             label,
+            region,
+            endpoint_url,
         })
     }
 
     /// Checks that the bucket exists and the credentials may list it, with one small request.
     pub async fn check(&self) -> Result<()> {
-        let mut req = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.spec.bucket)
-            .max_keys(1);
-        if !self.spec.prefix.is_empty() {
-            req = req.prefix(&self.spec.prefix);
+        let prefix = (!self.spec.prefix.is_empty()).then(|| self.spec.prefix.clone());
+        let payer = self
+            .spec
+            .requester_pays
+            .then_some(aws_sdk_s3::types::RequestPayer::Requester);
+        let bucket = &self.spec.bucket;
+        if self.profile.list_v1 {
+            let req = self.client.list_objects().bucket(bucket).max_keys(1);
+            req.set_prefix(prefix)
+                .set_request_payer(payer)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error("ListObjects", None, e))
+        } else {
+            let req = self.client.list_objects_v2().bucket(bucket).max_keys(1);
+            req.set_prefix(prefix)
+                .set_request_payer(payer)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error("ListObjectsV2", None, e))
         }
-        if self.spec.requester_pays {
-            req = req.request_payer(aws_sdk_s3::types::RequestPayer::Requester);
-        }
-        req.send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error("ListObjectsV2", None, e))
     }
 
     /// Which side this is.
@@ -177,8 +205,8 @@ impl Endpoint {
     /// copy from this source server-side.
     pub fn same_service(&self, other: &Endpoint) -> bool {
         self.spec.provider == other.spec.provider
-            && self.spec.endpoint_url == other.spec.endpoint_url
-            && self.spec.region == other.spec.region
+            && self.endpoint_url == other.endpoint_url
+            && self.region == other.region
             && self.spec.credentials == other.spec.credentials
             && !matches!(self.spec.credentials, Credentials::Anonymous)
     }

@@ -13,6 +13,16 @@ pub enum Side {
     Destination,
 }
 
+impl Side {
+    /// The prefix of this side's command-line flags: `src` or `dst`.
+    pub fn flag_prefix(self) -> &'static str {
+        match self {
+            Side::Source => "src",
+            Side::Destination => "dst",
+        }
+    }
+}
+
 impl fmt::Display for Side {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -140,10 +150,7 @@ impl Error {
             }
             SdkError::TimeoutError(_) => (None, None, "timed out".to_string(), true),
             SdkError::DispatchFailure(_) if source_chain(&err).contains("loading credentials") => {
-                let p = match side {
-                    Side::Source => "src",
-                    Side::Destination => "dst",
-                };
+                let p = side.flag_prefix();
                 let msg = format!(
                     "no usable {side} credentials: give --{p}-access-key and --{p}-secret-key (or DTH_{P}_ACCESS_KEY_ID and DTH_{P}_SECRET_ACCESS_KEY), --{p}-profile, or --{p}-anonymous",
                     P = p.to_ascii_uppercase()

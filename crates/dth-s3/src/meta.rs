@@ -21,11 +21,19 @@ pub struct ObjectMeta {
 
 impl ObjectMeta {
     /// Whether the object is in an archive class that must be restored before it can be read.
+    /// Names differ per provider: AWS `GLACIER`, `DEEP_ARCHIVE`; OSS `Archive`, `ColdArchive`,
+    /// `DeepColdArchive`; COS `ARCHIVE`, `DEEP_ARCHIVE`.
     pub fn is_archived(&self) -> bool {
-        matches!(
-            self.storage_class.as_deref(),
-            Some("GLACIER" | "DEEP_ARCHIVE")
-        )
+        self.storage_class.as_deref().is_some_and(|c| {
+            [
+                "GLACIER",
+                "DEEP_ARCHIVE",
+                "ARCHIVE",
+                "COLDARCHIVE",
+                "DEEPCOLDARCHIVE",
+            ]
+            .contains(&c.to_ascii_uppercase().as_str())
+        })
     }
 }
 
@@ -53,6 +61,18 @@ pub fn etag_parts(etag: &str) -> Option<u64> {
     n.parse().ok().filter(|n| *n > 0)
 }
 
+/// An ETag as a checksum: `None` when server-side encryption with KMS or customer keys makes it
+/// something other than an MD5 of the bytes (the value still looks like one).
+pub fn checksum_etag(
+    etag: Option<&str>,
+    sse: Option<&aws_sdk_s3::types::ServerSideEncryption>,
+    customer_key: Option<&str>,
+) -> Option<String> {
+    use aws_sdk_s3::types::ServerSideEncryption as S;
+    let hidden = customer_key.is_some() || matches!(sse, Some(S::AwsKms | S::AwsKmsDsse));
+    etag.filter(|_| !hidden).map(unquote)
+}
+
 /// Removes the double quotes S3 puts around ETags.
 pub fn unquote(etag: &str) -> String {
     etag.trim().trim_matches('"').to_ascii_lowercase()
@@ -70,5 +90,12 @@ mod tests {
         assert_eq!(etag_parts(&format!("{md5}-12")), Some(12));
         assert_eq!(etag_parts(md5), None);
         assert_eq!(unquote("\"ABC\""), "abc");
+        use aws_sdk_s3::types::ServerSideEncryption as S;
+        assert_eq!(
+            checksum_etag(Some("\"ab\""), Some(&S::Aes256), None),
+            Some("ab".into())
+        );
+        assert_eq!(checksum_etag(Some("ab"), Some(&S::AwsKms), None), None);
+        assert_eq!(checksum_etag(Some("ab"), None, Some("AES256")), None);
     }
 }

@@ -25,9 +25,9 @@ use tokio::sync::mpsc;
 
 use crate::copy::{Body, Copier, backoff, copy_source};
 use crate::error::{Error, Result};
-use crate::meta::{ObjectMeta, etag_md5, etag_parts, unquote};
+use crate::meta::{ObjectMeta, checksum_etag, etag_md5, etag_parts};
 use crate::profile::EtagKind;
-use crate::write::{SourceMeta, apply_write, etag_may_differ};
+use crate::write::{SourceMeta, apply_write};
 
 /// What the source tells about its layout and checksum.
 struct SourceLayout {
@@ -47,7 +47,12 @@ pub(crate) async fn copy(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verificati
     // Part 1 first: its GET response carries the metadata the upload is created with.
     let (first_out, first) = c.get(&obj.key, Some(ranges[0])).await?;
     let meta = SourceMeta::from_get(&first_out);
-    let src_etag = first_out.e_tag().map(unquote).or(layout.etag);
+    let src_etag = checksum_etag(
+        first_out.e_tag(),
+        first_out.server_side_encryption(),
+        first_out.sse_customer_algorithm(),
+    )
+    .or(layout.etag);
     let req = c
         .dst
         .client()
@@ -168,7 +173,8 @@ async fn upload_parts(
     let whole = src_md5
         .as_deref()
         .filter(|_| verification == Verification::Md5AndParts);
-    check_dst_etag(c, obj, done.e_tag().map(unquote), &composite, whole)?;
+    let done_etag = checksum_etag(done.e_tag(), done.server_side_encryption(), None);
+    check_dst_etag(c, obj, done_etag, &composite, whole)?;
     let head_etag = c.check_dst_size(&obj.key, obj.size).await?;
     check_dst_etag(c, obj, head_etag, &composite, whole)?;
     Ok(verification)
@@ -184,9 +190,6 @@ fn check_dst_etag(
     whole: Option<&str>,
 ) -> Result<()> {
     let Some(etag) = etag else { return Ok(()) };
-    if etag_may_differ(&c.opts) {
-        return Ok(());
-    }
     let bad = etag_parts(&etag).is_some()
         && c.dst.profile().multipart_etag == EtagKind::Md5OfParts
         && etag != composite
@@ -258,8 +261,17 @@ async fn upload_part(
         .send()
         .await
         .map_err(|e| c.dst.error("UploadPart", Some(key), e))?;
-    let etag = out.e_tag().map(unquote).unwrap_or_default();
-    if etag_md5(&etag).is_some_and(|e| e != md5_hex) && !etag_may_differ(&c.opts) {
+    let etag = out.e_tag().unwrap_or_default().to_string();
+    let checksum = checksum_etag(
+        out.e_tag(),
+        out.server_side_encryption(),
+        out.sse_customer_algorithm(),
+    );
+    if checksum
+        .as_deref()
+        .and_then(etag_md5)
+        .is_some_and(|e| e != md5_hex)
+    {
         return Err(Error::Verify {
             key: key.to_string(),
             detail: format!("part {number} stored with ETag {etag}, sent MD5 {md5_hex}"),
@@ -363,7 +375,18 @@ async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<SourceLayout> {
         .send()
         .await
         .map_err(|e| c.src.error("HeadObject", Some(&obj.key), e))?;
-    let etag = head.e_tag().map(unquote).or_else(|| obj.etag.clone());
+    let etag = checksum_etag(
+        head.e_tag(),
+        head.server_side_encryption(),
+        head.sse_customer_algorithm(),
+    );
+    if c.src.profile().multipart_etag != EtagKind::Md5OfParts {
+        // An opaque composite cannot be reproduced: verify per part and by size.
+        return Ok(SourceLayout {
+            etag: etag.filter(|e| etag_md5(e).is_some()),
+            part_size: None,
+        });
+    }
     let part_size = match (
         etag.as_deref().and_then(etag_parts),
         head.parts_count(),

@@ -41,6 +41,13 @@ pub struct Profile {
     pub part_copy: bool,
     /// Region used when the user gives none.
     pub default_region: &'static str,
+    /// Without `--*-region`, take the region from the AWS config chain (`AWS_REGION`, the profile) before
+    /// falling back to `default_region`.
+    pub region_from_aws_config: bool,
+    /// The service has no public endpoint: the user must give the URL.
+    pub needs_endpoint: bool,
+    /// Largest object one `CopyObject` may copy; larger ones are copied with `UploadPartCopy`.
+    pub copy_object_max: u64,
     /// Endpoint URL for a region, `{region}` replaced; `None` lets the SDK resolve it (AWS).
     pub endpoint_template: Option<&'static str>,
 }
@@ -58,8 +65,11 @@ const CAUTIOUS: Profile = Profile {
     max_parts: 10_000,
     min_part: 5 * MIB,
     max_part: 5 * GIB,
-    part_copy: true,
+    part_copy: false,
     default_region: "us-east-1",
+    region_from_aws_config: false,
+    needs_endpoint: true,
+    copy_object_max: 5 * GIB,
     endpoint_template: None,
 };
 
@@ -71,11 +81,18 @@ static PROFILES: [Profile; 8] = [
         checksum_when_required: false,
         url_encoded_listing: true,
         multipart_etag: EtagKind::Md5OfParts,
+        part_copy: true,
+        region_from_aws_config: true,
+        needs_endpoint: false,
         ..CAUTIOUS
     },
     Profile {
         provider: Provider::AliyunOss,
         path_style: false,
+        part_copy: true,
+        needs_endpoint: false,
+        // OSS refuses CopyObject above 1 GiB.
+        copy_object_max: GIB,
         default_region: "cn-hangzhou",
         endpoint_template: Some("https://oss-{region}.aliyuncs.com"),
         ..CAUTIOUS
@@ -83,6 +100,8 @@ static PROFILES: [Profile; 8] = [
     Profile {
         provider: Provider::TencentCos,
         path_style: false,
+        part_copy: true,
+        needs_endpoint: false,
         list_v1: true,
         default_region: "ap-guangzhou",
         endpoint_template: Some("https://cos.{region}.myqcloud.com"),
@@ -90,13 +109,14 @@ static PROFILES: [Profile; 8] = [
     },
     Profile {
         provider: Provider::QiniuKodo,
+        needs_endpoint: false,
         default_region: "cn-east-1",
         endpoint_template: Some("https://s3.{region}.qiniucs.com"),
         ..CAUTIOUS
     },
     Profile {
         provider: Provider::Gcs,
-        part_copy: false,
+        needs_endpoint: false,
         default_region: "auto",
         endpoint_template: Some("https://storage.googleapis.com"),
         ..CAUTIOUS
@@ -104,12 +124,14 @@ static PROFILES: [Profile; 8] = [
     Profile {
         provider: Provider::Minio,
         url_encoded_listing: true,
+        part_copy: true,
         multipart_etag: EtagKind::Md5OfParts,
         ..CAUTIOUS
     },
     Profile {
         provider: Provider::Ceph,
         multipart_etag: EtagKind::Md5OfParts,
+        part_copy: true,
         list_v1: true,
         ..CAUTIOUS
     },
@@ -185,6 +207,19 @@ mod tests {
             Profile::for_provider(Provider::Aws).endpoint_for("cn-north-1"),
             None
         );
+    }
+
+    #[test]
+    fn self_hosted_servers_need_an_endpoint() {
+        for p in [Provider::Minio, Provider::Ceph, Provider::Other] {
+            assert!(Profile::for_provider(p).needs_endpoint, "{p}");
+        }
+        assert!(!Profile::for_provider(Provider::Aws).needs_endpoint);
+        assert_eq!(
+            Profile::for_provider(Provider::AliyunOss).copy_object_max,
+            GIB
+        );
+        assert!(!Profile::for_provider(Provider::Other).part_copy);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
-use dth_model::{Sse, SyncOptions};
+use dth_model::Sse;
 
 /// GetObject and HeadObject outputs share these getters.
 macro_rules! source_meta {
@@ -114,12 +114,6 @@ macro_rules! apply_write {
     }};
 }
 pub(crate) use apply_write;
-
-/// Whether options ask for anything that changes how the destination stores the object's ETag
-/// (SSE-KMS ETags are not MD5s).
-pub fn etag_may_differ(opts: &SyncOptions) -> bool {
-    opts.sse == Some(Sse::Kms)
-}
 
 #[cfg(test)]
 mod tests {

@@ -33,7 +33,7 @@ Examples:
       --dst-profile china --dst-region cn-north-1 --dry-run -v
 
   # Two MinIO servers, only JPEGs, delete what the source no longer has
-  dth s3 sync s3://a s3://b --src-endpoint http://10.0.0.1:9000 --dst-endpoint http://10.0.0.2:9000 \\
+  dth s3 sync s3://uploads s3://uploads-replica --src-endpoint http://10.0.0.1:9000 --dst-endpoint http://10.0.0.2:9000 \\
       --src-provider minio --dst-provider minio --include '*.jpg' --delete
 
 Exit status: 0 when every planned object was copied and verified, 1 when some failed, 2 on bad input.";
@@ -43,29 +43,21 @@ macro_rules! side_args {
     ($name:ident, $p:literal, $env:literal, $side:literal) => {
         #[derive(Debug, Args)]
         pub struct $name {
-            #[doc = concat!("Provider of the ", $side, ": aws, aliyun-oss, tencent-cos, qiniu-kodo, gcs, minio, ceph, other [default: aws, or other when an endpoint is given]")]
-            #[arg(long = concat!($p, "-provider"), id = concat!($p, "-provider"), value_name = "PROVIDER")]
+            #[arg(help = concat!("Provider of the ", $side, ": aws, aliyun-oss, tencent-cos, qiniu-kodo, gcs, minio, ceph, other [default: aws, or other when an endpoint is given]"), long = concat!($p, "-provider"), id = concat!($p, "-provider"), value_name = "PROVIDER")]
             provider: Option<String>,
-            #[doc = concat!("Endpoint URL of the ", $side, " (default: derived from provider and region)")]
-            #[arg(long = concat!($p, "-endpoint"), id = concat!($p, "-endpoint"), value_name = "URL")]
+            #[arg(help = concat!("Endpoint URL of the ", $side, " (default: derived from provider and region)"), long = concat!($p, "-endpoint"), id = concat!($p, "-endpoint"), value_name = "URL")]
             endpoint: Option<String>,
-            #[doc = concat!("Region of the ", $side)]
-            #[arg(long = concat!($p, "-region"), id = concat!($p, "-region"), value_name = "REGION")]
+            #[arg(help = concat!("Region of the ", $side), long = concat!($p, "-region"), id = concat!($p, "-region"), value_name = "REGION")]
             region: Option<String>,
-            #[doc = concat!("Named AWS profile for the ", $side, "'s credentials")]
-            #[arg(long = concat!($p, "-profile"), id = concat!($p, "-profile"), value_name = "NAME")]
+            #[arg(help = concat!("Named AWS profile for the ", $side, "'s credentials"), long = concat!($p, "-profile"), id = concat!($p, "-profile"), value_name = "NAME")]
             profile: Option<String>,
-            #[doc = concat!("Access key id of the ", $side)]
-            #[arg(long = concat!($p, "-access-key"), id = concat!($p, "-access-key"), env = concat!($env, "_ACCESS_KEY_ID"), value_name = "KEY", hide_env_values = true)]
+            #[arg(help = concat!("Access key id of the ", $side), long = concat!($p, "-access-key"), id = concat!($p, "-access-key"), env = concat!($env, "_ACCESS_KEY_ID"), value_name = "KEY", hide_env_values = true)]
             access_key: Option<String>,
-            #[doc = concat!("Secret access key of the ", $side)]
-            #[arg(long = concat!($p, "-secret-key"), id = concat!($p, "-secret-key"), env = concat!($env, "_SECRET_ACCESS_KEY"), value_name = "SECRET", hide_env_values = true)]
+            #[arg(help = concat!("Secret access key of the ", $side), long = concat!($p, "-secret-key"), id = concat!($p, "-secret-key"), env = concat!($env, "_SECRET_ACCESS_KEY"), value_name = "SECRET", hide_env_values = true)]
             secret_key: Option<String>,
-            #[doc = concat!("Session token of the ", $side, " (temporary credentials)")]
-            #[arg(long = concat!($p, "-session-token"), id = concat!($p, "-session-token"), env = concat!($env, "_SESSION_TOKEN"), value_name = "TOKEN", hide_env_values = true)]
+            #[arg(help = concat!("Session token of the ", $side, " (temporary credentials)"), long = concat!($p, "-session-token"), id = concat!($p, "-session-token"), env = concat!($env, "_SESSION_TOKEN"), value_name = "TOKEN", hide_env_values = true)]
             session_token: Option<String>,
-            #[doc = concat!("Send unsigned requests to the ", $side, " (public buckets)")]
-            #[arg(long = concat!($p, "-anonymous"), id = concat!($p, "-anonymous"))]
+            #[arg(help = concat!("Send unsigned requests to the ", $side, " (public buckets)"), long = concat!($p, "-anonymous"), id = concat!($p, "-anonymous"))]
             anonymous: bool,
         }
     };
@@ -183,16 +175,15 @@ macro_rules! to_side {
     };
 }
 
-fn endpoint_spec(side: &str, url: &str, a: SideFlags) -> anyhow::Result<EndpointSpec> {
+fn endpoint_spec(side: &str, p: &str, url: &str, a: SideFlags) -> anyhow::Result<EndpointSpec> {
     let url = S3Url::parse(url).with_context(|| format!("{side} URL"))?;
     let provider = match &a.provider {
         Some(p) => p
             .parse::<Provider>()
-            .with_context(|| format!("--{}-provider", &side[..3]))?,
+            .with_context(|| format!("--{p}-provider"))?,
         None if a.endpoint.is_some() => Provider::Other,
         None => Provider::Aws,
     };
-    let p = &side[..3];
     let credentials = match (a.access_key, a.secret_key, a.profile, a.anonymous) {
         (Some(k), Some(s), None, false) => Credentials::Static {
             access_key_id: k,
@@ -220,6 +211,10 @@ fn options(a: &SyncArgs) -> anyhow::Result<SyncOptions> {
     if part_size < 5 << 20 {
         bail!("--part-size must be at least 5M (the S3 minimum)");
     }
+    let threshold = size("multipart-threshold", &a.multipart_threshold)?;
+    if threshold > 5 << 30 {
+        bail!("--multipart-threshold must be at most 5G (the largest single PUT)");
+    }
     if a.transfers == 0 {
         bail!("--transfers must be at least 1");
     }
@@ -230,7 +225,7 @@ fn options(a: &SyncArgs) -> anyhow::Result<SyncOptions> {
         delete: a.delete,
         dry_run: a.dry_run,
         list_depth: a.list_depth,
-        multipart_threshold: size("multipart-threshold", &a.multipart_threshold)?.max(1),
+        multipart_threshold: threshold.max(1),
         part_size,
         transfers: a.transfers,
         bwlimit: a
@@ -257,9 +252,9 @@ pub async fn run(cmd: S3Command, verbose: u8) -> anyhow::Result<ExitCode> {
     {
         bail!("--prefix-list {}: no such file", p.display());
     }
-    let mut src = endpoint_spec("source", &a.src, to_side!(a.src_side))?;
+    let mut src = endpoint_spec("source", "src", &a.src, to_side!(a.src_side))?;
     src.requester_pays = a.requester_pays;
-    let dst = endpoint_spec("destination", &a.dst, to_side!(a.dst_side))?;
+    let dst = endpoint_spec("destination", "dst", &a.dst, to_side!(a.dst_side))?;
     let src = Endpoint::connect(Side::Source, &src, opts.retries).await?;
     let dst = Endpoint::connect(Side::Destination, &dst, opts.retries).await?;
     let mut sync = Sync::new(src, dst, opts).await?;
@@ -295,20 +290,23 @@ pub async fn run(cmd: S3Command, verbose: u8) -> anyhow::Result<ExitCode> {
     let bar = tokio::spawn(crate::progress::show(stats, done.clone()));
     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let stdout = std::io::stdout();
+        let mut print_keys = verbose >= 1;
         while let Some(r) = rx.blocking_recv() {
             if let Some(f) = &mut report_file {
                 serde_json::to_writer(&mut *f, &r)?;
                 f.write_all(b"\n")?;
             }
-            if verbose >= 1 && r.action != dth_model::Action::Skip {
+            // A closed stdout (`dth … -v | head`) ends the listing, not the sync.
+            if print_keys && r.action != dth_model::Action::Skip {
                 let mut out = stdout.lock();
                 let action = serde_json::to_value(r.action)?;
                 let action = action.as_str().unwrap_or("");
-                match (&r.error, r.verification) {
-                    (Some(e), _) => writeln!(out, "{action}\t{}\t{e}", r.key)?,
-                    (None, Some(v)) => writeln!(out, "{action}\t{}\t{}", r.key, v.name())?,
-                    (None, None) => writeln!(out, "{action}\t{}", r.key)?,
-                }
+                let written = match (&r.error, r.verification) {
+                    (Some(e), _) => writeln!(out, "{action}\t{}\t{e}", r.key),
+                    (None, Some(v)) => writeln!(out, "{action}\t{}\t{}", r.key, v.name()),
+                    (None, None) => writeln!(out, "{action}\t{}", r.key),
+                };
+                print_keys = written.is_ok();
             }
         }
         if let Some(f) = &mut report_file {
