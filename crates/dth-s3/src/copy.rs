@@ -102,11 +102,16 @@ impl Copier {
                         attempts: attempt,
                     });
                 }
-                Err(e @ (Error::Body { .. } | Error::Verify { .. }))
-                    if attempt <= self.opts.retries =>
-                {
+                Err(e) if e.is_retryable_object() && attempt <= self.opts.retries => {
                     tracing::warn!(key = %obj.key, attempt, "{e}; trying again");
                     tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e @ Error::WrittenMismatch { .. }) => {
+                    // Never leave a copy that failed its check where the next run would take it as done.
+                    if let Err(d) = self.delete(&obj.key).await {
+                        tracing::error!(key = %obj.key, "removing the unverified copy failed: {d}");
+                    }
+                    return Err(e);
                 }
                 Err(e) => return Err(e),
             }
@@ -289,7 +294,7 @@ impl Copier {
         if let Some(d) = dst_etag.as_deref().and_then(etag_md5)
             && d != md5_hex
         {
-            return Err(Error::Verify {
+            return Err(Error::WrittenMismatch {
                 key: obj.key.clone(),
                 detail: format!("destination stored MD5 {d}, the bytes sent hash to {md5_hex}"),
             });
@@ -366,7 +371,7 @@ impl Copier {
             .map_err(|e| self.dst.error("HeadObject", Some(key), e))?;
         let got = head.content_length().unwrap_or(-1);
         if got != size as i64 {
-            return Err(Error::Verify {
+            return Err(Error::WrittenMismatch {
                 key: key.to_string(),
                 detail: format!("destination has {got} bytes, the source {size}"),
             });

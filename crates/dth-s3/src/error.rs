@@ -82,6 +82,14 @@ pub enum Error {
         /// Expected vs actual.
         detail: String,
     },
+    /// The object was written, but the destination's ETag or size does not match what was sent.
+    #[error("verification of {key:?} at the destination failed: {detail}")]
+    WrittenMismatch {
+        /// The relative key.
+        key: String,
+        /// Expected vs actual.
+        detail: String,
+    },
     /// A source body ended early or could not be read.
     #[error("reading {target} from the source: {detail}")]
     Body {
@@ -112,9 +120,18 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Request { retryable, .. } => *retryable,
-            Error::Verify { .. } | Error::Body { .. } => true,
+            Error::Verify { .. } | Error::WrittenMismatch { .. } | Error::Body { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether copying the object again at once may help: a short body or a checksum mismatch.
+    /// Request errors are not in it: the SDK already retried them.
+    pub fn is_retryable_object(&self) -> bool {
+        matches!(
+            self,
+            Error::Body { .. } | Error::Verify { .. } | Error::WrittenMismatch { .. }
+        )
     }
 
     /// Whether the object does not exist (S3 `NoSuchKey` / 404).

@@ -195,7 +195,7 @@ fn check_dst_etag(
         && etag != composite
         || etag_md5(&etag).is_some_and(|m| whole.is_some_and(|w| w != m));
     if bad {
-        return Err(Error::Verify {
+        return Err(Error::WrittenMismatch {
             key: obj.key.clone(),
             detail: format!("destination ETag {etag} does not match the parts sent ({composite})"),
         });
@@ -230,7 +230,7 @@ async fn copy_part(
                 }
                 return Ok((number, etag, md5));
             }
-            Err(e @ (Error::Body { .. } | Error::Verify { .. })) if attempt <= c.opts.retries => {
+            Err(e) if e.is_retryable_object() && attempt <= c.opts.retries => {
                 tracing::warn!(key, part = number, attempt, "{e}; trying the part again");
                 tokio::time::sleep(backoff(attempt)).await;
             }
