@@ -376,7 +376,11 @@ impl Copier {
                 detail: format!("destination has {got} bytes, the source {size}"),
             });
         }
-        Ok(head.e_tag().map(unquote))
+        Ok(checksum_etag(
+            head.e_tag(),
+            head.server_side_encryption(),
+            head.sse_customer_algorithm(),
+        ))
     }
 }
 

@@ -19,24 +19,6 @@ pub struct ObjectMeta {
     pub storage_class: Option<String>,
 }
 
-impl ObjectMeta {
-    /// Whether the object is in an archive class that must be restored before it can be read.
-    /// Names differ per provider: AWS `GLACIER`, `DEEP_ARCHIVE`; OSS `Archive`, `ColdArchive`,
-    /// `DeepColdArchive`; COS `ARCHIVE`, `DEEP_ARCHIVE`.
-    pub fn is_archived(&self) -> bool {
-        self.storage_class.as_deref().is_some_and(|c| {
-            [
-                "GLACIER",
-                "DEEP_ARCHIVE",
-                "ARCHIVE",
-                "COLDARCHIVE",
-                "DEEPCOLDARCHIVE",
-            ]
-            .contains(&c.to_ascii_uppercase().as_str())
-        })
-    }
-}
-
 /// Things ordered by an S3 key (objects, common prefixes), for the merge-join and the sorter.
 pub trait Keyed {
     /// The key, compared as UTF-8 bytes.

@@ -46,6 +46,8 @@ pub struct Profile {
     pub region_from_aws_config: bool,
     /// The service has no public endpoint: the user must give the URL.
     pub needs_endpoint: bool,
+    /// Storage classes whose objects must be restored before they can be read (compared ignoring case).
+    pub archive_classes: &'static [&'static str],
     /// Largest object one `CopyObject` may copy; larger ones are copied with `UploadPartCopy`.
     pub copy_object_max: u64,
     /// Endpoint URL for a region, `{region}` replaced; `None` lets the SDK resolve it (AWS).
@@ -70,6 +72,7 @@ const CAUTIOUS: Profile = Profile {
     region_from_aws_config: false,
     needs_endpoint: true,
     copy_object_max: 5 * GIB,
+    archive_classes: &["GLACIER", "DEEP_ARCHIVE"],
     endpoint_template: None,
 };
 
@@ -93,6 +96,7 @@ static PROFILES: [Profile; 8] = [
         needs_endpoint: false,
         // OSS refuses CopyObject above 1 GiB.
         copy_object_max: GIB,
+        archive_classes: &["Archive", "ColdArchive", "DeepColdArchive"],
         default_region: "cn-hangzhou",
         endpoint_template: Some("https://oss-{region}.aliyuncs.com"),
         ..CAUTIOUS
@@ -100,6 +104,7 @@ static PROFILES: [Profile; 8] = [
     Profile {
         provider: Provider::TencentCos,
         path_style: false,
+        archive_classes: &["ARCHIVE", "DEEP_ARCHIVE"],
         part_copy: true,
         needs_endpoint: false,
         list_v1: true,
@@ -116,6 +121,8 @@ static PROFILES: [Profile; 8] = [
     },
     Profile {
         provider: Provider::Gcs,
+        // GCS reads ARCHIVE and COLDLINE objects directly.
+        archive_classes: &[],
         needs_endpoint: false,
         default_region: "auto",
         endpoint_template: Some("https://storage.googleapis.com"),
@@ -151,6 +158,15 @@ impl Profile {
     pub fn endpoint_for(&self, region: &str) -> Option<String> {
         self.endpoint_template
             .map(|t| t.replace("{region}", region))
+    }
+
+    /// Whether objects of this storage class must be restored before they can be read.
+    pub fn is_archived(&self, class: Option<&str>) -> bool {
+        class.is_some_and(|c| {
+            self.archive_classes
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(c))
+        })
     }
 
     /// Part size for an object: at least `wanted` and the provider minimum, grown in whole MiB so the
@@ -220,6 +236,14 @@ mod tests {
             GIB
         );
         assert!(!Profile::for_provider(Provider::Other).part_copy);
+        let aws = Profile::for_provider(Provider::Aws);
+        assert!(
+            aws.is_archived(Some("GLACIER"))
+                && !aws.is_archived(Some("STANDARD"))
+                && !aws.is_archived(None)
+        );
+        assert!(Profile::for_provider(Provider::AliyunOss).is_archived(Some("ColdArchive")));
+        assert!(!Profile::for_provider(Provider::Gcs).is_archived(Some("ARCHIVE")));
     }
 
     #[test]

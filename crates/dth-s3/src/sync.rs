@@ -235,7 +235,12 @@ impl Sync {
     async fn execute(&self, job: Job) {
         match job {
             Job::Copy(obj) => {
-                if obj.is_archived() {
+                if self
+                    .copier
+                    .src
+                    .profile()
+                    .is_archived(obj.storage_class.as_deref())
+                {
                     match self.copier.is_restored(&obj.key).await {
                         Ok(true) => {}
                         Ok(false) => {

@@ -178,7 +178,7 @@ macro_rules! to_side {
 fn endpoint_spec(side: &str, p: &str, url: &str, a: SideFlags) -> anyhow::Result<EndpointSpec> {
     let url = S3Url::parse(url).with_context(|| format!("{side} URL"))?;
     let provider = match &a.provider {
-        Some(p) => p
+        Some(name) => name
             .parse::<Provider>()
             .with_context(|| format!("--{p}-provider"))?,
         None if a.endpoint.is_some() => Provider::Other,
