@@ -71,7 +71,8 @@ clear_bucket() { # DIR BUCKET
 }
 open_uploads() { find "$1" -maxdepth 1 -name '.upload-*.json' | wc -l; }
 
-# measure NAME CMD... : runs CMD with stdout/stderr in $L/NAME.{out,err}; sets M_WALL (s), M_RSS (MiB), M_RC.
+# measure NAME CMD... : runs CMD with stdout/stderr in $L/NAME.{out,err}; sets M_WALL (s), M_RSS (MiB),
+# M_CPU (user + system s of CMD and its children), M_RC.
 measure() {
   local name=$1; shift
   sync
@@ -79,17 +80,18 @@ measure() {
   local t0 t1
   t0=$(date +%s.%N)
   set +e
-  /usr/bin/time -f %M -o "$L/$name.rss" "$@" >"$L/$name.out" 2>"$L/$name.err"
+  /usr/bin/time -f '%M %U %S' -o "$L/$name.rss" "$@" >"$L/$name.out" 2>"$L/$name.err"
   M_RC=$?
   set -e
   t1=$(date +%s.%N)
   M_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   M_RSS=$(awk 'END { printf "%.0f", $1 / 1024 }' "$L/$name.rss")
-  log "  $name: rc=$M_RC wall=${M_WALL}s rss=${M_RSS}MiB"
+  M_CPU=$(awk 'END { printf "%.1f", $2 + $3 }' "$L/$name.rss")
+  log "  $name: rc=$M_RC wall=${M_WALL}s cpu=${M_CPU}s rss=${M_RSS}MiB"
 }
 
-# row SCENARIO TOOL WALL RATE UNIT RSS NOTE
-row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$ROWS"; }
+# row SCENARIO TOOL WALL RATE UNIT RSS CPU NOTE
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$ROWS"; }
 
 rate() { awk -v n="$1" -v t="$2" 'BEGIN { if (t > 0) printf "%.0f", n / t; else print "NA" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && a != "NA" && b != "NA" && b > 0) printf "%.2f", a / b; else print "NA" }'; }
@@ -97,9 +99,9 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) 
 maxof() { printf '%s\n' "$@" | sort -g | tail -1; }
 
 print_table() {
-  printf '\n%-34s | %-44s | %8s | %14s | %9s | %s\n' scenario tool "wall s" rate "peak RSS" note
+  printf '\n%-34s | %-42s | %7s | %14s | %9s | %6s | %s\n' scenario tool "wall s" rate "peak RSS" "cpu s" note
   printf '%s\n' "$(printf '%.0s-' {1..140})"
-  while IFS=$'\t' read -r sc tool wall r unit rss note; do
-    printf '%-34s | %-44s | %8s | %14s | %9s | %s\n' "$sc" "$tool" "$wall" "$r $unit" "${rss} MiB" "$note"
+  while IFS=$'\t' read -r sc tool wall r unit rss cpu note; do
+    printf '%-34s | %-42s | %7s | %14s | %9s | %6s | %s\n' "$sc" "$tool" "$wall" "$r $unit" "${rss} MiB" "$cpu" "$note"
   done <"$ROWS"
 }

@@ -20,7 +20,8 @@
 #   BENCH_SHM=/dev/shm   BENCH_DISK=/var/tmp   work dirs (data), BENCH_LOG_DIR [target/bench/s3-DATE]
 #   BENCH_KEEP=1         keep the data dirs after the run
 #   S3SFS, RCLONE, RCLONE_SERVE   tool paths [.tools/bin/s3s-fs, rclone (Debian), .tools/venv/bin/rclone]
-# Output: one table, the ratios, and a last line `RESULT key=value ...`. Exit 1 if any correctness check
+# Output: one table (wall = median, peak RSS = max over repeats; cpu = user + system s of the client only,
+# the servers run on the same 2 cores), the ratios, and a last line `RESULT key=value ...`. Exit 1 if any correctness check
 # failed (the table marks the row).
 set -euo pipefail
 
@@ -119,7 +120,7 @@ check_dth() {
   s=$($HELPER summary "$L/$name.out" "$@" 2>&1) || { CHECK_NOTE="summary: $s"; return 1; }
   log "    summary: $s"
   [ "$M_RC" = 0 ] || { CHECK_NOTE="exit status $M_RC"; return 1; }
-  if [ -n "$src" ]; then same_tree "$src" "$dst" || { CHECK_NOTE="destination differs from source ($(head -c 200 "$L/diff.out"))"; return 1; }; fi
+  if [ -n "$src" ]; then same_tree "$src" "$dst" || { CHECK_NOTE="destination differs from source in $(wc -l <"$L/diff.out") entries, e.g. $(head -1 "$L/diff.out" | sed "s|$W/||g")"; return 1; }; fi
   if [ -n "$root" ]; then
     local n; n=$(open_uploads "$root")
     [ "$n" = 0 ] || { CHECK_NOTE="$n multipart uploads left open"; return 1; }
@@ -138,7 +139,7 @@ check_rclone() {
 run_case() {
   local scen=$1 tool=$2 units=$3 unit=$4 prep=$5 check=$6
   shift 7
-  local walls=() rsss=() ok=1 note="" i
+  local walls=() rsss=() cpus=() ok=1 note="" i
   for ((i = 1; i <= BENCH_REPEAT; i++)); do
     eval "$prep"
     NAME="${scen%% *}.${tool// /_}.$i"
@@ -148,11 +149,12 @@ run_case() {
     if ! eval "$check"; then ok=0; note="CHECK FAILED: $CHECK_NOTE"; fail "$scen / $tool: $CHECK_NOTE (log $L/$NAME.*)"; fi
     walls+=("$M_WALL")
     rsss+=("$M_RSS")
+    cpus+=("$M_CPU")
   done
   RES_WALL=$(median "${walls[@]}")
   RES_RSS=$(maxof "${rsss[@]}")
   RES_OK=$ok
-  row "$scen" "$tool" "$RES_WALL" "$(rate "$units" "$RES_WALL")" "$unit" "$RES_RSS" "$note"
+  row "$scen" "$tool" "$RES_WALL" "$(rate "$units" "$RES_WALL")" "$unit" "$RES_RSS" "$(median "${cpus[@]}")" "$note"
 }
 
 RCLONE_TUNED=(--transfers 64 --checkers 64 --s3-no-check-bucket)
@@ -331,7 +333,7 @@ if [ "$BENCH_MILLION" = 1 ]; then
   if [ "$HAVE_DTH" = 1 ]; then
     run_case "$SCEN_M" "dth s3 sync --dry-run --compare size" "$MN" keys/s "" \
       "check_dth \$NAME '' '' '' 'detail.planned|planned|would_copy=$DIFFS'" -- \
-      "$DTH" s3 sync s3://mil s3://mil --src-endpoint "$MSRC_EP" --dst-endpoint "$MDST_EP" --dry-run --json --compare size-etag
+      "$DTH" s3 sync s3://mil s3://mil --src-endpoint "$MSRC_EP" --dst-endpoint "$MDST_EP" --dry-run --json --compare size
     [ "$RES_OK" = 1 ] && MIL_DTH=$RES_WALL M_DTH_RSS=$RES_RSS
   fi
   log "  rclone serve s3 RSS: source $(awk '/VmRSS/ { printf "%d MiB", $2 / 1024 }' "/proc/$MSRC_PID/status"), destination $(awk '/VmRSS/ { printf "%d MiB", $2 / 1024 }' "/proc/$MDST_PID/status")"
@@ -361,4 +363,4 @@ if [ "${#FAILURES[@]}" -gt 0 ]; then
 fi
 echo "logs: $L"
 echo "RESULT small_ratio=$small_ratio noop_ratio=$noop_ratio large_vs_raw=$large_vs_raw rss_10g_mib=${RSS_10G:-NA} diff_1m_rss_mib=${M_DTH_RSS:-NA} diff_1m_ratio=$diff_ratio large_vs_rclone=$large_vs_rclone checks_failed=${#FAILURES[@]}"
-[ "${#FAILURES[@]}" = 0 ]
+if [ "${#FAILURES[@]}" -gt 0 ]; then exit 1; fi
