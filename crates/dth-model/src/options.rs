@@ -102,6 +102,8 @@ pub struct SyncOptions {
     pub part_size: u64,
     /// Objects in flight.
     pub transfers: usize,
+    /// Memory for object bodies and parts held at once, across all transfers.
+    pub buffer_memory: u64,
     /// Bytes per second across the whole sync, `None` for unlimited.
     pub bwlimit: Option<u64>,
     /// Copy Content-Type, Cache-Control, … and user metadata.
@@ -134,6 +136,7 @@ impl Default for SyncOptions {
             multipart_threshold: 16 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
             transfers: 64,
+            buffer_memory: 128 * 1024 * 1024,
             bwlimit: None,
             metadata: true,
             tags: false,

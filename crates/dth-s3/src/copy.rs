@@ -56,14 +56,9 @@ pub struct Copier {
 }
 
 impl Copier {
-    /// A copier with a buffer budget of `memory_bytes` across all transfers.
-    pub fn new(
-        src: Endpoint,
-        dst: Endpoint,
-        opts: SyncOptions,
-        memory_bytes: u64,
-        stats: Arc<Stats>,
-    ) -> Self {
+    /// A copier with a buffer budget of `opts.buffer_memory` across all transfers.
+    pub fn new(src: Endpoint, dst: Endpoint, opts: SyncOptions, stats: Arc<Stats>) -> Self {
+        let memory_bytes = opts.buffer_memory;
         let server_side = opts.server_side_copy && src.same_service(&dst);
         let memory_kib = (memory_bytes / 1024).clamp(1024, u32::MAX as u64 / 2) as u32;
         Copier {
@@ -282,6 +277,10 @@ impl Copier {
         let req = apply_write!(req, &meta, tagging, &self.opts);
         let put = req
             .body(ByteStream::from(body.bytes))
+            // Content-MD5 guards the bytes; a SHA-256 of every payload for the signature would be a
+            // second full pass over the data for nothing.
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| self.dst.error("PutObject", Some(&obj.key), e))?;

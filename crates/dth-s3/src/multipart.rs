@@ -258,6 +258,9 @@ async fn upload_part(
         .content_length(part.bytes.len() as i64)
         .content_md5(base64::engine::general_purpose::STANDARD.encode(part.md5))
         .body(ByteStream::from(part.bytes.clone()))
+        // Content-MD5 guards the bytes (see `copy_small`).
+        .customize()
+        .disable_payload_signing()
         .send()
         .await
         .map_err(|e| c.dst.error("UploadPart", Some(key), e))?;

@@ -36,8 +36,6 @@ use crate::stats::{Snapshot, Stats};
 const CHECKERS: usize = 16;
 /// Objects in a sorted run before the fallback sorter spills to disk.
 const SORT_RUN: usize = 100_000;
-/// Default buffer memory for object bodies and parts.
-pub const DEFAULT_MEMORY: u64 = 192 * 1024 * 1024;
 
 /// What happened to one key, for `--report` and `-v`.
 #[derive(Debug, Clone, Serialize)]
@@ -133,13 +131,7 @@ impl Sync {
         a?;
         b?;
         let stats = Arc::new(Stats::default());
-        let copier = Arc::new(Copier::new(
-            src,
-            dst,
-            opts.clone(),
-            DEFAULT_MEMORY,
-            Arc::clone(&stats),
-        ));
+        let copier = Arc::new(Copier::new(src, dst, opts.clone(), Arc::clone(&stats)));
         Ok(Sync {
             copier,
             opts,

@@ -111,6 +111,9 @@ pub struct SyncArgs {
     /// Objects copied at once
     #[arg(long, default_value_t = 64, value_name = "N")]
     transfers: usize,
+    /// Memory for object bodies and parts in flight, across all transfers (at least two parts)
+    #[arg(long, default_value = "128M", value_name = "SIZE")]
+    max_buffer: String,
     /// Bandwidth limit for the whole sync, e.g. 50M (bytes per second)
     #[arg(long, value_name = "RATE")]
     bwlimit: Option<String>,
@@ -228,6 +231,7 @@ fn options(a: &SyncArgs) -> anyhow::Result<SyncOptions> {
         multipart_threshold: threshold.max(1),
         part_size,
         transfers: a.transfers,
+        buffer_memory: size("max-buffer", &a.max_buffer)?.max(2 * part_size),
         bwlimit: a
             .bwlimit
             .as_deref()
