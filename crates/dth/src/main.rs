@@ -9,6 +9,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc returns the 16 MiB part buffers to the system as they are freed; glibc's allocator kept
+/// ~120 MiB of fragments above the `--max-buffer` budget in a 3 GiB copy.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(&args);
