@@ -21,7 +21,7 @@ use bytes::Bytes;
 use dth_model::Verification;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::copy::{Body, Copier, backoff, copy_source};
 use crate::error::{Error, Result};
@@ -90,14 +90,17 @@ async fn upload_parts(
 ) -> Result<Verification> {
     let src_md5 = src_etag.and_then(etag_md5).map(str::to_string);
     // The whole-object MD5 needs the parts in order; a hasher task reorders them.
+    let jobs =
+        (c.memory_kib as u64 * 1024 / (ranges[0].1 - ranges[0].0).max(1)).clamp(2, 16) as usize;
+    // A part holds one of `jobs` slots from before it is read until it is hashed, so a hasher slower
+    // than the network bounds this object's parts in memory instead of queueing them without end.
     let (hash_tx, hasher) = if src_md5.is_some() {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Some(tx), Some(tokio::spawn(hash_in_order(rx))))
+        let slots = Arc::new(Semaphore::new(jobs));
+        (Some((tx, slots)), Some(tokio::spawn(hash_in_order(rx))))
     } else {
         (None, None)
     };
-    let jobs =
-        (c.memory_kib as u64 * 1024 / (ranges[0].1 - ranges[0].0).max(1)).clamp(2, 16) as usize;
     let mut first = Some(first);
     let parts: Vec<(i32, String, [u8; 16])> =
         futures::stream::iter(ranges.iter().copied().enumerate())
@@ -210,8 +213,17 @@ async fn copy_part(
     number: i32,
     range: (u64, u64),
     mut body: Option<Body>,
-    hash_tx: Option<mpsc::UnboundedSender<(i32, Bytes)>>,
+    hash_tx: Option<(HashQueue, Arc<Semaphore>)>,
 ) -> Result<(i32, String, [u8; 16])> {
+    let mut slot = match &hash_tx {
+        Some((_, slots)) => Some(
+            Arc::clone(slots)
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::Cancelled)?,
+        ),
+        None => None,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -225,8 +237,8 @@ async fn copy_part(
         .await;
         match res {
             Ok((etag, md5, bytes)) => {
-                if let Some(tx) = &hash_tx {
-                    let _ = tx.send((number, bytes));
+                if let (Some((tx, _)), Some(slot)) = (&hash_tx, slot.take()) {
+                    let _ = tx.send((number, bytes, slot));
                 }
                 return Ok((number, etag, md5));
             }
@@ -283,14 +295,19 @@ async fn upload_part(
     Ok((etag, part.md5, part.bytes))
 }
 
+/// Parts on their way to [`hash_in_order`], each with its slot.
+type HashQueue = mpsc::UnboundedSender<(i32, Bytes, OwnedSemaphorePermit)>;
+
 /// Hashes parts in part-number order as they arrive in any order.
-async fn hash_in_order(mut rx: mpsc::UnboundedReceiver<(i32, Bytes)>) -> String {
+async fn hash_in_order(
+    mut rx: mpsc::UnboundedReceiver<(i32, Bytes, OwnedSemaphorePermit)>,
+) -> String {
     let mut md5 = Md5::new();
     let mut next = 1;
     let mut waiting = BTreeMap::new();
-    while let Some((n, bytes)) = rx.recv().await {
-        waiting.insert(n, bytes);
-        while let Some(b) = waiting.remove(&next) {
+    while let Some((n, bytes, slot)) = rx.recv().await {
+        waiting.insert(n, (bytes, slot));
+        while let Some((b, _slot)) = waiting.remove(&next) {
             md5 = tokio::task::spawn_blocking(move || {
                 md5.update(&b);
                 md5
