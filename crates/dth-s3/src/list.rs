@@ -179,24 +179,7 @@ impl Pager {
                 let p = out.common_prefixes().last().and_then(|p| p.prefix());
                 k.max(p).map(str::to_string)
             });
-            let objects: Vec<_> = out
-                .contents()
-                .iter()
-                .map(|o| {
-                    (
-                        o.key().unwrap_or_default().to_string(),
-                        o.size(),
-                        o.e_tag().map(unquote),
-                        o.last_modified().cloned(),
-                        o.storage_class().map(|s| s.as_str().to_string()),
-                    )
-                })
-                .collect();
-            let prefixes: Vec<_> = out
-                .common_prefixes()
-                .iter()
-                .filter_map(|p| p.prefix().map(str::to_string))
-                .collect();
+            let (objects, prefixes) = (out.contents, out.common_prefixes);
             // The v1 marker is a key, sent back as given (still encoded when the listing was encoded).
             (
                 objects,
@@ -223,24 +206,7 @@ impl Pager {
                 .unwrap_or(false)
                 .then(|| out.next_continuation_token().map(str::to_string))
                 .flatten();
-            let objects: Vec<_> = out
-                .contents()
-                .iter()
-                .map(|o| {
-                    (
-                        o.key().unwrap_or_default().to_string(),
-                        o.size(),
-                        o.e_tag().map(unquote),
-                        o.last_modified().cloned(),
-                        o.storage_class().map(|s| s.as_str().to_string()),
-                    )
-                })
-                .collect();
-            let prefixes: Vec<_> = out
-                .common_prefixes()
-                .iter()
-                .filter_map(|p| p.prefix().map(str::to_string))
-                .collect();
+            let (objects, prefixes) = (out.contents, out.common_prefixes);
             (objects, prefixes, encoded, next)
         };
         self.done = next.is_none();
@@ -261,18 +227,24 @@ impl Pager {
                     detail: format!("listing returned key {full:?} outside the prefix {prefix:?}"),
                 })
         };
-        let mut entries = Vec::with_capacity(objects.len() + prefixes.len());
-        for (key, size, etag, modified, class) in objects {
-            let key = strip(key)?;
+        let mut entries = Vec::with_capacity(
+            objects.as_ref().map_or(0, Vec::len) + prefixes.as_ref().map_or(0, Vec::len),
+        );
+        // v1 and v2 answers share the `Object` and `CommonPrefix` types.
+        for o in objects.unwrap_or_default() {
             entries.push(Entry::Object(ObjectMeta {
-                key,
-                size: size.unwrap_or(0).max(0) as u64,
-                etag,
-                last_modified: modified.and_then(|d| SystemTime::try_from(d).ok()),
-                storage_class: class,
+                key: strip(o.key.unwrap_or_default())?,
+                size: o.size.unwrap_or(0).max(0) as u64,
+                etag: o.e_tag.as_deref().map(unquote),
+                last_modified: o.last_modified.and_then(|d| SystemTime::try_from(d).ok()),
+                storage_class: o.storage_class.map(|c| c.as_str().to_string()),
             }));
         }
-        for p in prefixes {
+        for p in prefixes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.prefix)
+        {
             entries.push(Entry::Prefix(strip(p)?));
         }
         // Objects and prefixes come as two sorted lists; the level is their merge.

@@ -29,7 +29,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::list::{Entry, list};
-use crate::meta::ObjectMeta;
+use crate::meta::{Keyed, ObjectMeta};
 use crate::stats::{Snapshot, Stats};
 
 /// Partitions listed at once.
@@ -240,7 +240,7 @@ impl Sync {
                             self.send(self.report(&obj.key, Action::SkipArchived, obj.size));
                             return;
                         }
-                        Err(e) => return self.fail(&obj, e, None),
+                        Err(e) => return self.fail(&obj, e),
                     }
                 }
                 match self.copier.copy(&obj).await {
@@ -266,7 +266,7 @@ impl Sync {
                         Stats::add(&self.stats.vanished, 1);
                         self.send(self.report(&obj.key, Action::SkipVanished, obj.size));
                     }
-                    Err(e) => self.fail(&obj, e, None),
+                    Err(e) => self.fail(&obj, e),
                 }
             }
             Job::Delete(obj) => match self.copier.delete(&obj.key).await {
@@ -274,17 +274,16 @@ impl Sync {
                     Stats::add(&self.stats.deleted, 1);
                     self.send(self.report(&obj.key, Action::Delete, obj.size));
                 }
-                Err(e) => self.fail(&obj, e, None),
+                Err(e) => self.fail(&obj, e),
             },
         }
     }
 
-    fn fail(&self, obj: &ObjectMeta, e: Error, attempts: Option<u32>) {
+    fn fail(&self, obj: &ObjectMeta, e: Error) {
         tracing::error!(key = %obj.key, "{e}");
         Stats::add(&self.stats.failed, 1);
         let mut r = self.report(&obj.key, Action::Fail, obj.size);
         r.error = Some(e.to_string());
-        r.attempts = attempts;
         self.send(r);
     }
 
@@ -494,8 +493,6 @@ impl Sync {
         tx.send(job).await.map_err(|_| Error::Cancelled)
     }
 }
-
-use crate::meta::Keyed;
 
 fn part_rel(p: &Part) -> &str {
     match p {

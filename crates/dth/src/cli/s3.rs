@@ -60,6 +60,21 @@ macro_rules! side_args {
             #[arg(help = concat!("Send unsigned requests to the ", $side, " (public buckets)"), long = concat!($p, "-anonymous"), id = concat!($p, "-anonymous"))]
             anonymous: bool,
         }
+
+        impl From<$name> for SideFlags {
+            fn from(a: $name) -> Self {
+                SideFlags {
+                    provider: a.provider,
+                    endpoint: a.endpoint,
+                    region: a.region,
+                    profile: a.profile,
+                    access_key: a.access_key,
+                    secret_key: a.secret_key,
+                    session_token: a.session_token,
+                    anonymous: a.anonymous,
+                }
+            }
+        }
     };
 }
 side_args!(SrcArgs, "src", "DTH_SRC", "source");
@@ -163,21 +178,6 @@ struct SideFlags {
     anonymous: bool,
 }
 
-macro_rules! to_side {
-    ($a:expr) => {
-        SideFlags {
-            provider: $a.provider,
-            endpoint: $a.endpoint,
-            region: $a.region,
-            profile: $a.profile,
-            access_key: $a.access_key,
-            secret_key: $a.secret_key,
-            session_token: $a.session_token,
-            anonymous: $a.anonymous,
-        }
-    };
-}
-
 fn endpoint_spec(side: &str, p: &str, url: &str, a: SideFlags) -> anyhow::Result<EndpointSpec> {
     let url = S3Url::parse(url).with_context(|| format!("{side} URL"))?;
     let provider = match &a.provider {
@@ -256,9 +256,9 @@ pub async fn run(cmd: S3Command, verbose: u8) -> anyhow::Result<ExitCode> {
     {
         bail!("--prefix-list {}: no such file", p.display());
     }
-    let mut src = endpoint_spec("source", "src", &a.src, to_side!(a.src_side))?;
+    let mut src = endpoint_spec("source", "src", &a.src, a.src_side.into())?;
     src.requester_pays = a.requester_pays;
-    let dst = endpoint_spec("destination", "dst", &a.dst, to_side!(a.dst_side))?;
+    let dst = endpoint_spec("destination", "dst", &a.dst, a.dst_side.into())?;
     let src = Endpoint::connect(Side::Source, &src, opts.retries).await?;
     let dst = Endpoint::connect(Side::Destination, &dst, opts.retries).await?;
     let mut sync = Sync::new(src, dst, opts).await?;
