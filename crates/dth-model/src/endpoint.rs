@@ -133,6 +133,11 @@ pub enum Credentials {
     },
     /// Unsigned requests (public buckets).
     Anonymous,
+    /// An access key kept encrypted in the hub's store under this name (hub tasks only).
+    Secret {
+        /// Secret name.
+        name: String,
+    },
 }
 
 impl fmt::Debug for Credentials {
@@ -146,6 +151,7 @@ impl fmt::Debug for Credentials {
                 .field("secret_access_key", &"[REDACTED]")
                 .finish(),
             Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Secret { name } => f.debug_struct("Secret").field("name", name).finish(),
         }
     }
 }

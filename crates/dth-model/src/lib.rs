@@ -14,7 +14,12 @@ Secrets never leave through `Debug`: [`Credentials`] prints `[REDACTED]` in plac
 mod endpoint;
 mod options;
 mod outcome;
+mod task;
 
 pub use endpoint::{Credentials, EndpointSpec, ParseError, Provider, S3Url};
 pub use options::{CompareMode, Sse, SyncOptions};
 pub use outcome::{Action, Verification};
+pub use task::{
+    AlarmTarget, DEFAULT_GIANT_THRESHOLD, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, ItemKind, ItemState,
+    Job, RunStatus, S3Job, Schedule, TaskSpec, TaskStatus, Trigger,
+};

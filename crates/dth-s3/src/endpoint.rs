@@ -76,6 +76,14 @@ impl Endpoint {
                 ))
             }
             Credentials::Anonymous => loader.no_credentials(),
+            Credentials::Secret { name } => {
+                return Err(Error::Config {
+                    side,
+                    message: format!(
+                        "the credentials are the hub secret {name:?}, which only the hub can read"
+                    ),
+                });
+            }
         };
         let shared = loader.load().await;
         let region = shared
