@@ -30,7 +30,12 @@ impl TagPattern {
         if let Some(re) = s.strip_prefix("regex:") {
             Regex::new(&format!("^(?:{re})$"))
                 .map(TagPattern::Regex)
-                .map_err(|e| Error::invalid(format!("tag filter {s:?}: bad regex: {e}")))
+                .map_err(|e| {
+                    // regex errors span lines (a caret diagram); keep the last, which names the problem.
+                    let text = e.to_string();
+                    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                    Error::invalid(format!("tag filter {s:?}: bad regex: {}", last.trim_start_matches("error: ")))
+                })
         } else if let Some(range) = s.strip_prefix("semver:") {
             VersionReq::parse(range)
                 .map(TagPattern::Semver)

@@ -249,7 +249,7 @@ impl RegistryClient {
             .pool_max_idle_per_host(64)
             .user_agent(concat!("dth/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Transport { what: format!("HTTP client for {}", config.host), source: e })?;
+            .map_err(|e| Error::Transport { what: format!("HTTP client for {}", config.host), source: e.without_url() })?;
         let profile = config.profile.unwrap_or_else(|| Profile::for_host(&config.host));
         let candidates: Vec<String> = match &config.endpoint {
             Some(u) => vec![u.as_str().trim_end_matches('/').to_string()],
@@ -334,11 +334,11 @@ impl RegistryClient {
             let sent = self.inner.http.get(url.clone()).timeout(self.inner.timeout).send().await;
             match sent {
                 Err(e) if e.is_connect() || e.is_builder() => {
-                    return Err(Error::Transport { what: format!("GET {url}"), source: e });
+                    return Err(Error::Transport { what: format!("GET {url}"), source: e.without_url() });
                 }
                 Err(e) => match backoff.next(None) {
                     Some(wait) => tokio::time::sleep(wait).await,
-                    None => return Err(Error::Transport { what: format!("GET {url}"), source: e }),
+                    None => return Err(Error::Transport { what: format!("GET {url}"), source: e.without_url() }),
                 },
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
                     let challenge = r
@@ -443,7 +443,7 @@ impl RegistryClient {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    return Err(Error::Transport { what: format!("{method} {url}"), source: e });
+                    return Err(Error::Transport { what: format!("{method} {url}"), source: e.without_url() });
                 }
             };
             let status = resp.status();
@@ -566,7 +566,7 @@ impl RegistryClient {
                         tokio::time::sleep(w).await;
                         continue;
                     }
-                    None => return Err(Error::Transport { what: format!("GET {url}"), source: e }),
+                    None => return Err(Error::Transport { what: format!("GET {url}"), source: e.without_url() }),
                 },
             };
             let actual = Digest::of(&bytes);
@@ -647,7 +647,7 @@ impl RegistryClient {
         let what = format!("GET {url}");
         let stream = resp
             .bytes_stream()
-            .map_err(move |e| Error::Transport { what: what.clone(), source: e })
+            .map_err(move |e| Error::Transport { what: what.clone(), source: e.without_url() })
             .boxed();
         Ok(BlobStream { size, stream })
     }
@@ -849,7 +849,7 @@ impl RegistryClient {
             let doc: serde_json::Value = resp
                 .json()
                 .await
-                .map_err(|e| Error::Transport { what: format!("GET {url}"), source: e })?;
+                .map_err(|e| Error::Transport { what: format!("GET {url}"), source: e.without_url() })?;
             if let Some(items) = doc.get(field).and_then(|v| v.as_array()) {
                 out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)));
             }
@@ -869,9 +869,9 @@ impl RegistryClient {
             rb = rb.basic_auth(&c.username, Some(c.password()));
         }
         self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = rb.send().await.map_err(|e| Error::Transport { what: format!("GET {url}"), source: e })?;
+        let resp = rb.send().await.map_err(|e| Error::Transport { what: format!("GET {url}"), source: e.without_url() })?;
         let resp = self.check(resp, "GET", &url, || url.path().to_string()).await?;
-        resp.json().await.map_err(|e| Error::Transport { what: format!("GET {url}"), source: e })
+        resp.json().await.map_err(|e| Error::Transport { what: format!("GET {url}"), source: e.without_url() })
     }
 }
 
