@@ -38,6 +38,12 @@
 
 mod peer;
 mod proxy;
+mod registry;
 
 pub use peer::{PeerKind, S3Peer, tools_dir, workspace_root};
 pub use proxy::{FaultProxy, Faults, ProxyStats};
+pub use registry::{
+    AccessLine, LogMark, OciLayout, Registry, RegistryFaults, RegistryProxy, RegistryProxyStats,
+    Written, gzip_stored, inspect_raw, parse_access_log, pull_to_layout, push_layout, random_bytes,
+    sha256_digest, skopeo, skopeo_try,
+};

@@ -1,5 +1,6 @@
 //! Command-line structure (clap derive) and dispatch.
 
+mod image;
 mod s3;
 
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ enum Command {
     /// Object storage commands.
     #[command(subcommand)]
     S3(s3::S3Command),
+    /// Container image commands.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// Sets up `tracing`: warnings by default, `DTH_LOG` or `RUST_LOG` to change.
@@ -53,5 +57,6 @@ pub fn init_logging(cli: &Cli) {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::S3(cmd) => s3::run(cmd, cli.verbose).await,
+        Command::Image(cmd) => image::run(cmd, cli.verbose).await,
     }
 }

@@ -5,3 +5,7 @@
 mod common;
 mod s3_faults;
 mod s3_sync;
+mod image_common;
+mod image_faults;
+mod image_local;
+mod image_sync;
