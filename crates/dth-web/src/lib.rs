@@ -1,0 +1,140 @@
+/*!
+The hub's HTTP API: JSON over HTTP on top of the runtime's control surface ([`dth_runtime::Hub`]) and
+its store, with an OpenAPI document generated from the handlers (utoipa). The web portal and user
+accounts come later; for now every `/api/v1` route except the OpenAPI document needs an API token.
+
+- [`router`] builds the [`axum::Router`] for a hub; [`serve`] runs it on a listener until a
+  [`CancellationToken`] is cancelled, then finishes the requests in flight (graceful shutdown).
+- Routes: `GET /health` (no auth), `GET /api/v1/openapi.json` (no auth), and under `/api/v1`: tasks
+  (create, list, get with the latest run, start, stop, delete), runs (list, get with counters, items by
+  state paginated by id, retry dead items), events of a task, and secrets (put, list, delete).
+- **Data in**: JSON bodies, deserialized into the model's types ([`dth_model::TaskSpec`]) and checked
+  by the hub before anything is written; a bad body is a 400 whose message names the field, and nothing
+  is created. **Data out**: view types of this crate ([`tasks::TaskView`], [`runs::RunView`],
+  [`runs::ItemView`], …), every error as `{"error": "…"}` with its status ([`error::ApiError`]).
+- **Auth**: `Authorization: Bearer <token>`, checked against the store's hashed tokens
+  ([`dth_store::Store::check_token`]); the token's name becomes the actor `api:<name>` of the hub calls
+  and the event log. Missing or wrong: 401 with `WWW-Authenticate: Bearer`.
+- Bodies are limited to [`BODY_LIMIT`], requests time out after [`REQUEST_TIMEOUT`], every request is
+  traced (method, path, status, latency; never headers or bodies).
+
+What it never does: return or log a secret's value (secrets are write-only here, and task views mask
+any key material left in a spec), leak a store error's detail to a client (500 with a generic message,
+detail in the log), or write anything on a request it refuses.
+*/
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use dth_runtime::Hub;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod runs;
+pub mod secrets;
+pub mod tasks;
+
+pub use error::{ApiError, ErrorBody};
+
+/// Largest request body accepted (1 MiB).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// How long one request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The runtime's control surface (and, through it, the store).
+    pub hub: Arc<Hub>,
+}
+
+/// The API of a hub: `/health`, `/api/v1/openapi.json` and the token-protected `/api/v1` routes.
+pub fn router(hub: Arc<Hub>) -> Router {
+    let state = AppState { hub };
+    let protected = Router::new()
+        .route("/tasks", post(tasks::create).get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get).delete(tasks::delete))
+        .route("/tasks/{id}/start", post(tasks::start))
+        .route("/tasks/{id}/stop", post(tasks::stop))
+        .route("/tasks/{id}/runs", get(runs::list))
+        .route("/tasks/{id}/events", get(tasks::events))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/items", get(runs::items))
+        .route("/runs/{id}/retry", post(runs::retry))
+        .route("/secrets", get(secrets::list))
+        .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let api = Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .merge(protected);
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api/v1", api)
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API of `hub` on `listener` until `shutdown` is cancelled; requests in flight are then
+/// finished before it returns.
+pub async fn serve(
+    hub: Arc<Hub>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP API listening");
+    }
+    axum::serve(listener, router(hub))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// The answer of `GET /health`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` when the store answers.
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+}
+
+/// Whether the hub and its store answer.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses(
+        (status = 200, description = "The hub and its store answer", body = Health),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub async fn health(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
+    let store = state.hub.store();
+    if let Err(e) = store.count_tokens().await {
+        tracing::error!("health: store does not answer: {e}");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the {} store does not answer", store.backend()),
+        ));
+    }
+    Ok(axum::Json(Health {
+        status: "ok",
+        store: store.backend(),
+    }))
+}

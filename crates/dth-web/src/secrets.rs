@@ -1,0 +1,131 @@
+//! Secrets: access keys stored encrypted under a name that task specs refer to
+//! (`{"kind": "secret", "name": …}`). Write-only: no endpoint returns a value.
+
+use std::fmt;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use dth_store::{Millis, SecretInfo};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiJson;
+use crate::{ApiError, AppState, ErrorBody};
+
+/// An access key to store. `Debug` shows only the key id.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretBody {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token of temporary credentials.
+    #[serde(default)]
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for SecretBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretBody")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// A stored secret: its name and times, never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretView {
+    /// Name.
+    pub name: String,
+    /// Creation (Unix ms).
+    pub created_at: Millis,
+    /// Last change (Unix ms).
+    pub updated_at: Millis,
+}
+
+impl From<SecretInfo> for SecretView {
+    fn from(s: SecretInfo) -> Self {
+        SecretView {
+            name: s.name,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// Checks a secret name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "name: {name:?} is not a valid secret name; use 1 to 64 letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+/// Stores an access key under a name (replacing one of the same name).
+#[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path, description = "Secret name: 1 to 64 of A-Z a-z 0-9 . _ -")),
+    request_body = SecretBody,
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "Bad name or body", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SecretBody>,
+) -> Result<StatusCode, ApiError> {
+    check_name(&name)?;
+    if body.access_key_id.trim().is_empty() {
+        return Err(ApiError::bad_request("access_key_id: must not be empty"));
+    }
+    if body.secret_access_key.is_empty() {
+        return Err(ApiError::bad_request(
+            "secret_access_key: must not be empty",
+        ));
+    }
+    let value = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+    state.hub.store().put_secret(&name, &value).await?;
+    tracing::info!(secret = %name, "secret stored");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Names and times of the stored secrets.
+#[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets",
+    responses((status = 200, description = "The secrets (no values)", body = Vec<SecretView>)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SecretView>>, ApiError> {
+    let secrets = state.hub.store().list_secrets().await?;
+    Ok(Json(secrets.into_iter().map(SecretView::from).collect()))
+}
+
+/// Deletes a secret.
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path, description = "Secret name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such secret", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_name(&name)?;
+    if state.hub.store().delete_secret(&name).await? {
+        tracing::info!(secret = %name, "secret deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("secret {name} not found")))
+    }
+}

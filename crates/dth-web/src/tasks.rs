@@ -1,0 +1,336 @@
+//! Tasks: create, list, get (with the latest run and its counters), start, stop, delete, events.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use dth_model::TaskSpec;
+use dth_store::{Event, Millis, Task};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::auth::Actor;
+use crate::error::{ApiJson, ApiQuery, limit};
+use crate::runs::RunDetail;
+use crate::{ApiError, AppState, ErrorBody};
+
+/// What replaces key material in a view.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Keys whose values are secret wherever they appear in a spec.
+const SECRET_KEYS: &[&str] = &["secret_access_key", "session_token", "password"];
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    /// Id (UUID).
+    pub id: String,
+    /// Name for people.
+    pub name: String,
+    /// Kind: `s3`.
+    pub kind: String,
+    /// The task's spec (a `TaskSpec`); key material is never shown, only secret names.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    /// `STARTING`, `IN_PROGRESS`, `DONE`, `ERROR`, `STOPPING` or `STOPPED`.
+    #[schema(value_type = String, example = "IN_PROGRESS")]
+    pub status: dth_model::TaskStatus,
+    /// Machine-readable error code when `status` is `ERROR`.
+    pub error_code: Option<String>,
+    /// Error message when `status` is `ERROR`.
+    pub error: Option<String>,
+    /// When the next scheduled run is due (Unix ms); null: none.
+    pub next_run_at: Option<Millis>,
+    /// Creation (Unix ms).
+    pub created_at: Millis,
+    /// Last change (Unix ms).
+    pub updated_at: Millis,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> Self {
+        TaskView {
+            id: t.id,
+            name: t.name,
+            kind: t.kind,
+            spec: redact(t.spec),
+            status: t.status,
+            error_code: t.error_code,
+            error: t.error,
+            next_run_at: t.next_run_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// A task with its latest run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskDetail {
+    /// The task.
+    #[serde(flatten)]
+    pub task: TaskView,
+    /// Its newest run with counters; null before the first run.
+    pub latest_run: Option<RunDetail>,
+}
+
+/// Masks key material anywhere in a spec: the values of `secret_access_key`, `session_token` and
+/// `password` become `[REDACTED]` (null stays null). The hub moves static keys into secrets when a task
+/// is created, so a stored spec should hold none; this is the second line.
+pub fn redact(mut spec: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if SECRET_KEYS.contains(&k.as_str()) && !v.is_null() {
+                        *v = Value::String(REDACTED.into());
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut spec);
+    spec
+}
+
+/// The body of `POST /api/v1/tasks`, for the OpenAPI document (the handler reads a
+/// `dth_model::TaskSpec`; see `docs/` for every option).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TaskSpecDoc {
+    /// A name for people.
+    name: String,
+    /// `s3`.
+    #[schema(example = "s3")]
+    kind: String,
+    /// Where objects are read: `{provider, region, endpoint_url, bucket, prefix, credentials,
+    /// requester_pays}`; `credentials` is `{"kind": "default-chain"}`, `{"kind": "secret", "name": …}`,
+    /// `{"kind": "static", …}` (moved into a secret at once), `{"kind": "profile", "name": …}` or
+    /// `{"kind": "anonymous"}`.
+    #[schema(value_type = Object)]
+    source: Value,
+    /// Where objects are written (same shape as `source`).
+    #[schema(value_type = Object)]
+    destination: Value,
+    /// Compare and copy options.
+    #[schema(value_type = Object)]
+    options: Option<Value>,
+    /// Objects at least this large become one queue item per part (default 1 GiB).
+    giant_threshold: Option<u64>,
+    /// `{"cron": "0 * * * *"}` (UTC, default hourly), `{"every-seconds": N}` or `"once"`.
+    #[schema(value_type = Object)]
+    schedule: Option<Value>,
+    /// `[{"kind": "webhook", "url": …}, {"kind": "email", "to": …}]`.
+    #[schema(value_type = Vec<Object>)]
+    alarms: Option<Vec<Value>>,
+    /// Attempts of an item before it is dead-lettered (default 5).
+    max_attempts: Option<u32>,
+}
+
+/// Creates a task; its first run is due at once. Nothing is created on bad input.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+    request_body = TaskSpecDoc,
+    responses(
+        (status = 201, description = "Created", body = TaskView),
+        (status = 400, description = "Malformed or invalid spec; nothing created", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(Actor(actor)): Extension<Actor>,
+    ApiJson(spec): ApiJson<TaskSpec>,
+) -> Result<impl IntoResponse, ApiError> {
+    let task = state.hub.create_task(spec, &actor).await?;
+    let location = format!("/api/v1/tasks/{}", task.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(TaskView::from(task)),
+    ))
+}
+
+/// Every task, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    responses(
+        (status = 200, description = "The tasks", body = Vec<TaskView>),
+        (status = 401, description = "No or unknown token", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TaskView>>, ApiError> {
+    let tasks = state.hub.store().list_tasks().await?;
+    Ok(Json(tasks.into_iter().map(TaskView::from).collect()))
+}
+
+/// One task with its latest run and that run's counters.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = TaskDetail),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskDetail>, ApiError> {
+    let store = state.hub.store();
+    let task = task(&state, &id).await?;
+    let latest_run = match store.list_runs(&id, 1).await?.into_iter().next() {
+        Some(run) => Some(RunDetail::load(store.as_ref(), run).await?),
+        None => None,
+    };
+    Ok(Json(TaskDetail {
+        task: task.into(),
+        latest_run,
+    }))
+}
+
+/// Starts a stopped, done or failed task, or runs an active one again now.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/start", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Started", body = TaskView),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task is still stopping", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(Actor(actor)): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    Ok(Json(state.hub.start_task(&id, &actor).await?.into()))
+}
+
+/// Stops a task: no new runs, work in flight cancelled.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/stop", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Stopped", body = TaskView),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn stop(
+    State(state): State<AppState>,
+    Extension(Actor(actor)): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    Ok(Json(state.hub.stop_task(&id, &actor).await?.into()))
+}
+
+/// Stops and deletes a task with its runs, items and events.
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(Actor(actor)): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.hub.delete_task(&id, &actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?limit=` of lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// At most this many (1 to 1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// An entry of the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// Id.
+    pub id: i64,
+    /// When (Unix ms).
+    pub at: Millis,
+    /// Task concerned.
+    pub task_id: Option<String>,
+    /// Run concerned.
+    pub run_id: Option<i64>,
+    /// `task.created`, `task.stopped`, `run.started`, `item.dead`, …
+    pub kind: String,
+    /// Who did it: `api:<token name>`, `scheduler`, `worker:<id>`.
+    pub actor: String,
+    /// Details for people.
+    pub message: String,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        EventView {
+            id: e.id,
+            at: e.at,
+            task_id: e.task_id,
+            run_id: e.run_id,
+            kind: e.kind,
+            actor: e.actor,
+            message: e.message,
+        }
+    }
+}
+
+/// A task's events, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks",
+    params(("id" = String, Path, description = "Task id"), LimitQuery),
+    responses(
+        (status = 200, description = "The events", body = Vec<EventView>),
+        (status = 400, description = "Bad limit", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> Result<Json<Vec<EventView>>, ApiError> {
+    let limit = limit(q.limit, 100, 1000)?;
+    task(&state, &id).await?;
+    let events = state.hub.store().list_events(Some(&id), limit).await?;
+    Ok(Json(events.into_iter().map(EventView::from).collect()))
+}
+
+/// The task `id`, or 404.
+pub(crate) async fn task(state: &AppState, id: &str) -> Result<Task, ApiError> {
+    state
+        .hub
+        .store()
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_key_material_anywhere() {
+        let spec = serde_json::json!({
+            "source": {"credentials": {"kind": "static", "access_key_id": "AKIA",
+                       "secret_access_key": "s3cr3t", "session_token": null}},
+            "destination": {"credentials": {"kind": "static", "access_key_id": "AKIB",
+                            "secret_access_key": "other", "session_token": "tok"}},
+            "alarms": [{"password": "pw"}]
+        });
+        let text = redact(spec).to_string();
+        for secret in ["s3cr3t", "other", "\"tok\"", "pw\""] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("AKIA"));
+        assert!(text.contains("\"session_token\":null"));
+    }
+}
