@@ -19,11 +19,47 @@ This crate knows nothing of S3 or OCI: specs and item payloads are opaque JSON t
 */
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dth_model::{ItemKind, ItemState, RunStatus, TaskStatus, Trigger};
 use serde::{Deserialize, Serialize};
+
+mod common;
+mod crypto;
+mod postgres;
+mod rows;
+mod sqlite;
+
+pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
+
+/// Opens the store at `url` and applies its migrations: `postgres://…` or `postgresql://…` for
+/// PostgreSQL (add `?max_connections=N` to size the pool, default 16), `sqlite://PATH`,
+/// `sqlite:PATH` or a plain file path for SQLite (the file and its directory are created). Secrets
+/// are sealed with `key`.
+pub async fn open(url: &str, key: MasterKey) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PgStore::open(url, key).await?));
+    }
+    let path = sqlite_path(url)?;
+    Ok(Arc::new(sqlite::SqliteStore::open(&path, key).await?))
+}
+
+/// The file of a SQLite store URL or path.
+fn sqlite_path(url: &str) -> Result<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(Error::Db(format!(
+            "store {url:?} is neither a postgres:// URL nor a SQLite file (sqlite://PATH or a path)"
+        )));
+    }
+    Ok(Path::new(path).to_path_buf())
+}
 
 /// Unix time in milliseconds.
 pub type Millis = i64;

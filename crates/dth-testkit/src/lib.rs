@@ -18,6 +18,9 @@
 //! [`FaultProxy`] sits between a client and a peer and injects `503 SlowDown` answers, corrupted
 //! and truncated object bodies, counting what it did so tests can assert on retries and verification.
 //!
+//! [`PgServer`] runs a real PostgreSQL (Debian's binaries, `initdb` into a temporary directory) for
+//! the store's tests.
+//!
 //! Peers and proxies stop when dropped; peer processes are also killed if the test process dies.
 //!
 //! ```no_run
@@ -37,10 +40,12 @@
 //! ```
 
 mod peer;
+mod postgres;
 mod proxy;
 mod registry;
 
 pub use peer::{PeerKind, S3Peer, tools_dir, workspace_root};
+pub use postgres::PgServer;
 pub use proxy::{FaultProxy, Faults, ProxyStats};
 pub use registry::{
     AccessLine, LogMark, OciLayout, Registry, RegistryFaults, RegistryProxy, RegistryProxyStats,
