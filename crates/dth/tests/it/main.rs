@@ -9,3 +9,4 @@ mod image_common;
 mod image_faults;
 mod image_local;
 mod image_sync;
+mod image_ecr;
