@@ -20,6 +20,7 @@ use dth_model::{SyncOptions, Verification};
 use md5::{Digest, Md5};
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::bwlimit::BandwidthLimit;
 use crate::endpoint::Endpoint;
@@ -41,6 +42,17 @@ pub struct Copied {
     pub attempts: u32,
 }
 
+/// What [`Copier::transfer`] did with one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transferred {
+    /// Copied and verified.
+    Copied(Copied),
+    /// Archived at the source and not restored: left alone.
+    Archived,
+    /// Gone from the source between listing and reading: left alone.
+    Vanished,
+}
+
 /// Copies objects from one endpoint to another; shared by every transfer of a sync.
 #[derive(Debug)]
 pub struct Copier {
@@ -53,6 +65,7 @@ pub struct Copier {
     pub(crate) memory: Arc<Semaphore>,
     pub(crate) memory_kib: u32,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Copier {
@@ -70,6 +83,42 @@ impl Copier {
             memory: Arc::new(Semaphore::new(memory_kib as usize)),
             memory_kib,
             stats,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Stops copies when `cancel` is cancelled: multipart uploads in flight are aborted.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The source endpoint.
+    pub fn source(&self) -> &Endpoint {
+        &self.src
+    }
+
+    /// The destination endpoint.
+    pub fn destination(&self) -> &Endpoint {
+        &self.dst
+    }
+
+    /// The options copies follow.
+    pub fn options(&self) -> &SyncOptions {
+        &self.opts
+    }
+
+    /// Copies one listed object unless it is archived or gone: the whole decision a transfer makes.
+    pub async fn transfer(self: &Arc<Self>, obj: &ObjectMeta) -> Result<Transferred> {
+        if self.src.profile().is_archived(obj.storage_class.as_deref())
+            && !self.is_restored(&obj.key).await?
+        {
+            return Ok(Transferred::Archived);
+        }
+        match self.copy(obj).await {
+            Ok(done) => Ok(Transferred::Copied(done)),
+            Err(e) if e.is_source_gone() => Ok(Transferred::Vanished),
+            Err(e) => Err(e),
         }
     }
 
@@ -83,6 +132,9 @@ impl Copier {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             let res = if self.server_side {
                 self.copy_server_side(obj).await
             } else if obj.size >= self.opts.multipart_threshold {

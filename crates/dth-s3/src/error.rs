@@ -134,6 +134,19 @@ impl Error {
         )
     }
 
+    /// Whether the source object was gone when read (a 404 on its GET or HEAD).
+    pub fn is_source_gone(&self) -> bool {
+        self.is_not_found()
+            && matches!(
+                self,
+                Error::Request {
+                    op: "GetObject" | "HeadObject",
+                    side: Side::Source,
+                    ..
+                }
+            )
+    }
+
     /// Whether the object does not exist (S3 `NoSuchKey` / 404).
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -5,8 +5,8 @@ incrementally, in parallel, and verified.
 Client modules talk to one S3 service: [`profile`] (provider quirks, the only place that looks at the
 provider), [`endpoint`] (an SDK client built from an [`dth_model::EndpointSpec`]), [`list`] (streamed
 listings). Engine modules decide and move: [`diff`] (merge-join of two sorted listings), [`sort`] (the
-fallback for out-of-order listings), [`filter`], [`copy`] and [`multipart`] (verified copies),
-[`sync`] (the whole run: finder, transfers, counters, reports).
+fallback for out-of-order listings), [`filter`], [`finder`] (list both sides and decide per key), [`copy`], [`multipart`] and [`giant`] (verified copies,
+whole or part by part), [`sync`] (a whole run in one process: finder, transfers, counters, reports).
 
 Data enters as two [`Endpoint`]s and a [`dth_model::SyncOptions`]; it leaves as objects written at the
 destination, a stream of [`sync::ObjectReport`]s, and a [`sync::Summary`]. This crate knows nothing of
@@ -37,6 +37,8 @@ pub mod diff;
 pub mod endpoint;
 mod error;
 pub mod filter;
+pub mod finder;
+pub mod giant;
 pub mod list;
 mod meta;
 pub mod multipart;
@@ -46,8 +48,11 @@ mod stats;
 pub mod sync;
 mod write;
 
+pub use copy::{Copied, Copier, Transferred};
 pub use endpoint::Endpoint;
 pub use error::{Error, Result, Side};
+pub use finder::{Finder, Found};
+pub use giant::{GiantUpload, PartCopied};
 pub use meta::{Keyed, ObjectMeta};
 pub use profile::{EtagKind, Profile};
 pub use stats::{Snapshot, Stats};

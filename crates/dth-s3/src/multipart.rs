@@ -30,10 +30,10 @@ use crate::profile::EtagKind;
 use crate::write::{SourceMeta, apply_write};
 
 /// What the source tells about its layout and checksum.
-struct SourceLayout {
-    etag: Option<String>,
+pub(crate) struct SourceLayout {
+    pub(crate) etag: Option<String>,
     /// The source's part size, when its ETag is a composite we can reproduce.
-    part_size: Option<u64>,
+    pub(crate) part_size: Option<u64>,
 }
 
 /// Copies a large object through us in parts.
@@ -60,7 +60,7 @@ pub(crate) async fn copy(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verificati
         .bucket(c.dst.bucket())
         .key(c.dst.full_key(&obj.key));
     let upload_id = create_upload(c, &obj.key, apply_write!(req, &meta, tagging, &c.opts)).await?;
-    match upload_parts(
+    let parts = upload_parts(
         c,
         obj,
         &upload_id,
@@ -68,9 +68,12 @@ pub(crate) async fn copy(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verificati
         first,
         src_etag.as_deref(),
         layout.part_size.is_some(),
-    )
-    .await
-    {
+    );
+    let res = tokio::select! {
+        res = parts => res,
+        _ = c.cancel.cancelled() => Err(Error::Cancelled),
+    };
+    match res {
         Ok(v) => Ok(v),
         Err(e) => {
             abort(c, &obj.key, &upload_id).await;
@@ -185,7 +188,7 @@ async fn upload_parts(
 
 /// A destination ETag must be our composite (when the provider makes MD5-of-parts ETags) or, when it is
 /// a plain MD5 and we know the whole-object MD5, equal to it.
-fn check_dst_etag(
+pub(crate) fn check_dst_etag(
     c: &Copier,
     obj: &ObjectMeta,
     etag: Option<String>,
@@ -251,7 +254,7 @@ async fn copy_part(
     }
 }
 
-async fn upload_part(
+pub(crate) async fn upload_part(
     c: &Copier,
     key: &str,
     upload_id: &str,
@@ -320,7 +323,7 @@ async fn hash_in_order(
     hex::encode(md5.finalize())
 }
 
-async fn abort(c: &Copier, key: &str, upload_id: &str) {
+pub(crate) async fn abort(c: &Copier, key: &str, upload_id: &str) {
     let res = c
         .dst
         .client()
@@ -345,7 +348,7 @@ async fn abort(c: &Copier, key: &str, upload_id: &str) {
 /// Some servers (rclone's `serve s3` up to 1.75 at least) name the answer's root element
 /// `InitiateMultipartUpload` instead of `InitiateMultipartUploadResult`; the SDK then cannot parse it, and
 /// the upload id is read from the raw answer instead.
-async fn create_upload(
+pub(crate) async fn create_upload(
     c: &Copier,
     key: &str,
     req: aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
@@ -383,7 +386,7 @@ fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Learns the source ETag and, when it is a composite, the source's part size (HEAD `partNumber=1`).
-async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<SourceLayout> {
+pub(crate) async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<SourceLayout> {
     let head = c
         .src
         .client()
@@ -512,7 +515,7 @@ pub(crate) async fn copy_server_side(c: &Arc<Copier>, obj: &ObjectMeta) -> Resul
 }
 
 /// Byte ranges `[start, end)` of the parts of an object.
-fn ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+pub(crate) fn ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
     let n = size.div_ceil(part_size).max(1);
     (0..n)
         .map(|i| (i * part_size, ((i + 1) * part_size).min(size)))
@@ -520,7 +523,7 @@ fn ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
 }
 
 /// `hex(md5(md5_1 ‖ … ‖ md5_n))-n`, the ETag S3 gives a multipart upload.
-fn composite_etag(md5s: impl Iterator<Item = [u8; 16]>) -> String {
+pub(crate) fn composite_etag(md5s: impl Iterator<Item = [u8; 16]>) -> String {
     let mut h = Md5::new();
     let mut n = 0;
     for m in md5s {

@@ -50,6 +50,9 @@ pub struct Faults {
     pub truncate_get_bodies: usize,
     /// Seed of the random choice of failed requests (the same seed fails the same request numbers).
     pub seed: u64,
+    /// Object GETs and HEADs whose path contains this text are answered `403 AccessDenied`, every
+    /// time (a permanent error, as for an object the credentials may not read).
+    pub deny_path_containing: Option<String>,
 }
 
 /// What a [`FaultProxy`] has seen and done since it started.
@@ -63,6 +66,8 @@ pub struct ProxyStats {
     pub corrupted: u64,
     /// Object GET bodies truncated.
     pub truncated: u64,
+    /// Requests answered with an injected `403 AccessDenied`.
+    pub denied: u64,
 }
 
 impl ProxyStats {
@@ -92,12 +97,14 @@ struct Shared {
     failed: AtomicU64,
     corrupted: AtomicU64,
     truncated: AtomicU64,
+    denied: AtomicU64,
 }
 
 struct FaultState {
     fail_ratio: f64,
     corrupt_left: usize,
     truncate_left: usize,
+    deny: Option<String>,
     rng: StdRng,
 }
 
@@ -107,6 +114,7 @@ impl FaultState {
             fail_ratio: faults.fail_ratio.clamp(0.0, 1.0),
             corrupt_left: faults.corrupt_get_bodies,
             truncate_left: faults.truncate_get_bodies,
+            deny: faults.deny_path_containing.clone(),
             rng: StdRng::seed_from_u64(faults.seed),
         }
     }
@@ -150,6 +158,7 @@ impl FaultProxy {
             failed: AtomicU64::new(0),
             corrupted: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
         });
 
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -178,6 +187,7 @@ impl FaultProxy {
             failed: s.failed.load(Ordering::SeqCst),
             corrupted: s.corrupted.load(Ordering::SeqCst),
             truncated: s.truncated.load(Ordering::SeqCst),
+            denied: s.denied.load(Ordering::SeqCst),
         }
     }
 
@@ -241,6 +251,22 @@ async fn handle(
         // Read the request body first so the client is not cut off mid-upload.
         let _ = req.into_body().collect().await;
         return Ok(slow_down());
+    }
+
+    let denied = {
+        let state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let path = req.uri().path();
+        matches!(*req.method(), Method::GET | Method::HEAD)
+            && state.deny.as_deref().is_some_and(|d| {
+                path.contains(d)
+                    || percent_encoding::percent_decode_str(path)
+                        .decode_utf8_lossy()
+                        .contains(d)
+            })
+    };
+    if denied {
+        shared.denied.fetch_add(1, Ordering::SeqCst);
+        return Ok(access_denied());
     }
 
     let object_get = is_object_get(req.method(), req.uri());
@@ -353,6 +379,18 @@ fn full(bytes: Bytes) -> ProxyBody {
 fn slow_down() -> Response<ProxyBody> {
     let mut response = Response::new(full(Bytes::from_static(SLOW_DOWN_BODY.as_bytes())));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+fn access_denied() -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::from_static(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied (injected)</Message></Error>",
+    )));
+    *response.status_mut() = StatusCode::FORBIDDEN;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),

@@ -1,0 +1,307 @@
+//! The control surface: configuration, and the calls the API and CLI make on tasks and runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dth_model::{Credentials, ItemState, Job, TaskSpec, TaskStatus};
+use dth_store::{NewEvent, NewTask, Store, Task, now_ms};
+use tokio::sync::Notify;
+
+use crate::Error;
+use crate::alarm::{Alarms, SmtpConfig};
+use crate::engine::{Engines, connect};
+use crate::payload;
+
+/// How this process runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This process's name in leases and events (`host:pid` by default).
+    pub worker_id: String,
+    /// Items worked on at once by this process.
+    pub concurrency: usize,
+    /// Items claimed per store round trip.
+    pub claim_batch: usize,
+    /// How long a claim is good for without a heartbeat.
+    pub lease: Duration,
+    /// How often an idle worker asks for work.
+    pub poll: Duration,
+    /// Delay before the first retry of a failed item; doubles with each attempt, up to 15 minutes.
+    pub retry_base: Duration,
+    /// On shutdown, how long items in flight may finish before their leases are given back.
+    pub shutdown_grace: Duration,
+    /// Mail server for email alarms.
+    pub smtp: Option<SmtpConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            worker_id: default_worker_id(),
+            concurrency: 32,
+            claim_batch: 16,
+            lease: dth_model::DEFAULT_LEASE,
+            poll: Duration::from_millis(500),
+            retry_base: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            smtp: None,
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// The runtime of one hub or worker process.
+pub struct Hub {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: Config,
+    pub(crate) engines: Engines,
+    pub(crate) alarms: Alarms,
+    /// Wakes the scheduler (a task was created or started).
+    pub(crate) wake: Notify,
+}
+
+impl Hub {
+    /// A runtime over a store.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Arc<Self> {
+        Arc::new(Hub {
+            alarms: Alarms::new(config.smtp.clone()),
+            store,
+            config,
+            engines: Engines::default(),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// This process's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Validates and creates a task; its first run is due at once. Nothing is created on bad input.
+    /// Access keys given in clear are moved into the store's secrets first, so the stored spec (and
+    /// every view of it) holds only a secret's name.
+    pub async fn create_task(&self, mut spec: TaskSpec, actor: &str) -> Result<Task, Error> {
+        spec.validate()?;
+        let Job::S3(job) = &mut spec.job;
+        for (side, e) in [("source", &job.source), ("destination", &job.destination)] {
+            if let Credentials::Secret { name } = &e.credentials
+                && self.store.secret(name).await?.is_none()
+            {
+                return Err(Error::BadRequest(format!(
+                    "{side}.credentials: secret {name:?} does not exist; create it first"
+                )));
+            }
+        }
+        let tag: u32 = rand::random();
+        for (side, e) in [
+            ("source", &mut job.source),
+            ("destination", &mut job.destination),
+        ] {
+            if let Credentials::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } = &e.credentials
+            {
+                let name = format!("task-{tag:08x}-{side}");
+                let value = serde_json::json!({
+                    "access_key_id": access_key_id,
+                    "secret_access_key": secret_access_key,
+                    "session_token": session_token,
+                });
+                self.store
+                    .put_secret(&name, value.to_string().as_bytes())
+                    .await?;
+                e.credentials = Credentials::Secret { name };
+            }
+        }
+        let task = self
+            .store
+            .create_task(NewTask {
+                name: spec.name.clone(),
+                kind: spec.kind().to_string(),
+                spec: serde_json::to_value(&spec)
+                    .map_err(|e| Error::BadRequest(format!("task spec: {e}")))?,
+                next_run_at: Some(now_ms()),
+            })
+            .await?;
+        self.event(
+            &task.id,
+            None,
+            "task.created",
+            actor,
+            &format!("task {:?} created", spec.name),
+        )
+        .await;
+        self.wake.notify_waiters();
+        Ok(task)
+    }
+
+    /// Starts a stopped, done or failed task, or runs an active one again now.
+    pub async fn start_task(&self, id: &str, actor: &str) -> Result<Task, Error> {
+        let task = self.task(id).await?;
+        if task.status == TaskStatus::Stopping {
+            return Err(Error::Conflict(format!("task {id} is still stopping")));
+        }
+        if !matches!(task.status, TaskStatus::Starting | TaskStatus::InProgress) {
+            self.store
+                .set_task_status(id, TaskStatus::Starting, None)
+                .await?;
+        }
+        self.store.set_next_run(id, Some(now_ms())).await?;
+        self.event(id, None, "task.started", actor, "started").await;
+        self.wake.notify_waiters();
+        self.task(id).await
+    }
+
+    /// Stops a task: no new runs, its runs stopped, work in flight cancelled, open uploads of giant
+    /// objects aborted.
+    pub async fn stop_task(&self, id: &str, actor: &str) -> Result<Task, Error> {
+        let task = self.task(id).await?;
+        if matches!(task.status, TaskStatus::Stopped) {
+            return Ok(task);
+        }
+        self.store
+            .set_task_status(id, TaskStatus::Stopping, None)
+            .await?;
+        self.store.set_next_run(id, None).await?;
+        self.engines.cancel(id);
+        let runs = self.store.list_runs(id, 1000).await?;
+        for run in runs.iter().filter(|r| r.status.is_active()) {
+            self.abort_giants(&task, run.id).await;
+            let cancelled = self.store.stop_run(run.id).await?;
+            self.event(
+                id,
+                Some(run.id),
+                "run.stopped",
+                actor,
+                &format!("stopped; {cancelled} items cancelled"),
+            )
+            .await;
+        }
+        self.store
+            .set_task_status(id, TaskStatus::Stopped, None)
+            .await?;
+        self.event(id, None, "task.stopped", actor, "stopped").await;
+        self.task(id).await
+    }
+
+    /// Stops and deletes a task with its runs and items.
+    pub async fn delete_task(&self, id: &str, actor: &str) -> Result<(), Error> {
+        self.stop_task(id, actor).await?;
+        if !self.store.delete_task(id).await? {
+            return Err(Error::NotFound(format!("task {id}")));
+        }
+        tracing::info!(task = id, actor, "task deleted");
+        Ok(())
+    }
+
+    /// Queues dead items of a run again (all, or these ids).
+    pub async fn retry_dead(
+        &self,
+        run_id: i64,
+        ids: Option<&[i64]>,
+        actor: &str,
+    ) -> Result<u64, Error> {
+        let run = self
+            .store
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
+        let n = self.store.retry_dead(run_id, ids).await?;
+        self.event(
+            &run.task_id,
+            Some(run_id),
+            "items.retried",
+            actor,
+            &format!("{n} dead items queued again"),
+        )
+        .await;
+        Ok(n)
+    }
+
+    pub(crate) async fn task(&self, id: &str) -> Result<Task, Error> {
+        self.store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("task {id}")))
+    }
+
+    /// Aborts the uploads of a run's giant objects that are waiting for parts.
+    async fn abort_giants(&self, task: &Task, run_id: i64) {
+        let Ok(spec) = serde_json::from_value::<TaskSpec>(task.spec.clone()) else {
+            return;
+        };
+        let Job::S3(job) = &spec.job;
+        let mut after = 0;
+        let mut copier = None;
+        loop {
+            let Ok(items) = self
+                .store
+                .list_items(run_id, Some(ItemState::Waiting), after, 500)
+                .await
+            else {
+                return;
+            };
+            let Some(last) = items.last() else { return };
+            after = last.id;
+            for item in &items {
+                let (_, p) = payload::object(item);
+                let Some(upload) = p.upload else { continue };
+                if copier.is_none() {
+                    match connect(self.store.as_ref(), job).await {
+                        Ok((src, dst)) => {
+                            copier = Some(dth_s3::Copier::new(
+                                src,
+                                dst,
+                                job.options.clone(),
+                                Arc::default(),
+                            ))
+                        }
+                        Err(e) => {
+                            tracing::error!(task = %task.id, "cannot abort uploads: {e}");
+                            return;
+                        }
+                    }
+                }
+                if let Some(c) = &copier {
+                    c.abort_upload(&item.key, &upload.upload_id).await;
+                }
+            }
+        }
+    }
+
+    /// Appends to the event log; a failure is logged, not returned.
+    pub(crate) async fn event(
+        &self,
+        task_id: &str,
+        run_id: Option<i64>,
+        kind: &str,
+        actor: &str,
+        message: &str,
+    ) {
+        let res = self
+            .store
+            .add_event(NewEvent {
+                task_id: Some(task_id.to_string()),
+                run_id,
+                kind: kind.to_string(),
+                actor: actor.to_string(),
+                message: message.to_string(),
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(task = task_id, "event log: {e}");
+        }
+    }
+}

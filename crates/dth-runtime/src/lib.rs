@@ -1,0 +1,66 @@
+/*!
+The hub's runtime: turns stored tasks into runs and runs into verified copies. It is the only crate that
+joins the store ([`dth_store`]) and the object engine ([`dth_s3`]).
+
+- [`Hub`] is the control surface the API and CLI call: create, start, stop, delete tasks, retry dead
+  items. Each call validates first and changes nothing on bad input.
+- The **scheduler** ([`Hub::run_scheduler`]) fires due runs (cron, fixed rate, once); with several hub
+  processes on one PostgreSQL only the leader fires, and each firing is a compare-and-set on the task's
+  `next_run_at`, so a schedule fires once. On taking the lead it resumes finders of unfinished runs.
+- The **finder** of a run lists and diffs both sides with [`dth_s3::Finder`] and streams what must be
+  copied into the store as items, in batches.
+- **Workers** ([`Hub::run_workers`]) claim items under a lease, copy and verify them with
+  [`dth_s3::Copier`], heartbeat while working, and ack, retry later, or dead-letter. Objects above the
+  task's giant threshold become one item per part, so every worker shares them; the worker that acks the
+  last part completes the upload.
+- **Alarms** go to a task's webhooks and email addresses when items are dead-lettered or the task fails.
+
+Run counters are never kept here: they come from item states in the store.
+*/
+
+mod alarm;
+mod engine;
+mod finder;
+mod hub;
+mod payload;
+mod scheduler;
+mod worker;
+
+pub use alarm::SmtpConfig;
+pub use hub::{Config, Hub};
+
+/// What a runtime call can fail with; the API maps the kinds to HTTP statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or refers to something unusable; nothing was changed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such task, run or item.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(dth_store::Error),
+    /// The object engine failed.
+    #[error(transparent)]
+    Engine(#[from] dth_s3::Error),
+}
+
+impl From<dth_store::Error> for Error {
+    fn from(e: dth_store::Error) -> Self {
+        match e {
+            dth_store::Error::NotFound { what, id } => Error::NotFound(format!("{what} {id}")),
+            dth_store::Error::Conflict(m) => Error::Conflict(m),
+            e => Error::Store(e),
+        }
+    }
+}
+
+impl From<dth_model::ParseError> for Error {
+    fn from(e: dth_model::ParseError) -> Self {
+        Error::BadRequest(e.to_string())
+    }
+}

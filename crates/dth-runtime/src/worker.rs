@@ -1,0 +1,546 @@
+//! Workers: claim items under a lease, copy and verify them, heartbeat while working, and end each item
+//! with an ack, a retry later, or a dead-letter. A lease lost (expired, or the run stopped) cancels
+//! nothing already verified: the store refuses acks from a worker that no longer holds the item.
+//!
+//! Giant objects: the worker that claims one opens its upload and splits it into part items in one
+//! store transaction (the upload id is recorded before any part is sent); any worker copies parts; the
+//! ack of the last part hands the object back, and the acking worker completes and verifies it. A part
+//! that dies kills its object and aborts the upload.
+//!
+//! Shutdown: no more claims; items in flight get `shutdown_grace` to finish, then are cancelled and
+//! given back to the queue without counting the attempt.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dth_model::{ItemKind, ItemState, RunStatus, TaskSpec, TaskStatus};
+use dth_s3::{PartCopied, Transferred};
+use dth_store::{Ack, Item, Retry};
+use futures::FutureExt;
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::alarm::Alarm;
+use crate::engine::TaskEngine;
+use crate::hub::Hub;
+use crate::payload::{self, PartPayload};
+
+/// Longest delay before an item is tried again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// Items this process holds: id → (run, task).
+type Held = Arc<Mutex<HashMap<i64, (i64, String)>>>;
+
+/// How one attempt at an item ended.
+enum Outcome {
+    /// Ended: ack it.
+    Ack(Ack),
+    /// Already recorded in the store (a giant object split into parts, or a part acked).
+    Recorded,
+}
+
+impl Hub {
+    /// Works on items until `shutdown`.
+    pub async fn run_workers(self: Arc<Self>, shutdown: CancellationToken) {
+        let held: Held = Arc::default();
+        let beats = tokio::spawn(Arc::clone(&self).heartbeat(Arc::clone(&held), shutdown.clone()));
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut running = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = running.join_next() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let items = match self
+                .store
+                .claim(
+                    &self.config.worker_id,
+                    free.min(self.config.claim_batch),
+                    self.config.lease,
+                )
+                .await
+            {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!("claiming items: {e}");
+                    Vec::new()
+                }
+            };
+            if items.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            for item in items {
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                    break;
+                };
+                hold(&held, &item);
+                let hub = Arc::clone(&self);
+                let held = Arc::clone(&held);
+                running.spawn(async move {
+                    let id = item.id;
+                    hub.process(item, &held).await;
+                    release_hold(&held, id);
+                    drop(permit);
+                });
+            }
+        }
+        // Shutdown: let items in flight finish for a while, then cancel and give back the rest.
+        let drain = async { while running.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            let tasks: HashSet<String> = lock(&held).values().map(|v| v.1.clone()).collect();
+            for t in tasks {
+                self.engines.cancel(&t);
+            }
+            running.shutdown().await;
+        }
+        let ids: Vec<i64> = lock(&held).keys().copied().collect();
+        if !ids.is_empty() {
+            match self.store.release(&self.config.worker_id, &ids).await {
+                Ok(n) => tracing::info!("gave back {n} items at shutdown"),
+                Err(e) => tracing::warn!("giving back items at shutdown: {e}"),
+            }
+        }
+        beats.abort();
+    }
+
+    /// Extends the leases of held items; cancels the work of tasks whose runs were stopped elsewhere.
+    async fn heartbeat(self: Arc<Self>, held: Held, shutdown: CancellationToken) {
+        let every = self.config.lease / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            let snapshot: Vec<(i64, (i64, String))> =
+                lock(&held).iter().map(|(k, v)| (*k, v.clone())).collect();
+            if snapshot.is_empty() {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
+            let ids: Vec<i64> = snapshot.iter().map(|s| s.0).collect();
+            match self
+                .store
+                .heartbeat(&self.config.worker_id, &ids, self.config.lease)
+                .await
+            {
+                Ok(kept) if kept.len() < ids.len() => {
+                    tracing::warn!("{} leases were lost", ids.len() - kept.len());
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("heartbeat: {e}"),
+            }
+            let runs: HashSet<(i64, String)> = snapshot.into_iter().map(|s| s.1).collect();
+            for (run, task) in runs {
+                if let Ok(Some(r)) = self.store.get_run(run).await
+                    && !r.status.is_active()
+                {
+                    tracing::info!(run, "run no longer active; cancelling its work here");
+                    self.engines.cancel(&task);
+                }
+            }
+        }
+    }
+
+    /// Works one item to its end (or gives it back when cancelled).
+    fn process<'a>(
+        self: &'a Arc<Self>,
+        item: Item,
+        held: &'a Held,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        async move {
+            let engine = match self.engines.get(self.store.as_ref(), &item.task_id).await {
+                Ok(e) => e,
+                Err(e) => {
+                    let permanent = !matches!(e, crate::Error::Store(_));
+                    self.failed(&item, &e.to_string(), permanent).await;
+                    return;
+                }
+            };
+            let res = match item.kind {
+                ItemKind::Object => self.copy_object(&engine, &item).await,
+                ItemKind::Part => self.copy_part(&engine, &item, held).await,
+                ItemKind::Delete => engine.copier.delete(&item.key).await.map(|()| {
+                    Outcome::Ack(ack(&item, ItemState::Done, None, Some("deleted".into())))
+                }),
+            };
+            match res {
+                Ok(Outcome::Ack(a)) => match self.store.ack(&self.config.worker_id, &[a]).await {
+                    Ok(r) if r.first().is_some_and(|r| !r.accepted) => {
+                        tracing::warn!(item = item.id, key = %item.key, "lease lost before the ack");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(item = item.id, "ack: {e}"),
+                },
+                Ok(Outcome::Recorded) => {}
+                Err(dth_s3::Error::Cancelled) => {
+                    let _ = self.store.release(&self.config.worker_id, &[item.id]).await;
+                    if let Ok(Some(run)) = self.store.get_run(item.run_id).await
+                        && run.status == RunStatus::Stopped
+                    {
+                        let _ = self.store.stop_run(run.id).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(item = item.id, key = %item.key, "{e}");
+                    self.failed(&item, &e.to_string(), !e.is_retryable()).await;
+                }
+            }
+            self.check_run_end(item.run_id).await;
+        }
+        .boxed()
+    }
+
+    async fn copy_object(
+        &self,
+        engine: &TaskEngine,
+        item: &Item,
+    ) -> Result<Outcome, dth_s3::Error> {
+        let c = &engine.copier;
+        let (obj, mut p) = payload::object(item);
+        if let Some(upload) = &p.upload {
+            // Every part is done: complete the giant object.
+            let parts = self
+                .store
+                .parts(item.id)
+                .await
+                .map_err(|e| store_err(&item.key, e))?;
+            let done: Vec<(u32, PartCopied)> = parts
+                .iter()
+                .filter(|p| p.state == ItemState::Done)
+                .filter_map(|p| {
+                    let pp: PartPayload = serde_json::from_value(p.payload.clone()).ok()?;
+                    Some((p.part_number?, pp.done?))
+                })
+                .collect();
+            let v = c.finish_giant(&obj, upload, &done).await?;
+            return Ok(Outcome::Ack(ack(
+                item,
+                ItemState::Done,
+                None,
+                Some(v.name().into()),
+            )));
+        }
+        if obj.size >= engine.job.giant_threshold && !c.is_server_side() {
+            if c.source()
+                .profile()
+                .is_archived(obj.storage_class.as_deref())
+                && !c.is_restored(&obj.key).await?
+            {
+                return Ok(Outcome::Ack(skipped(item, "archived")));
+            }
+            let upload = match c.begin_giant(&obj).await {
+                Ok(u) => u,
+                Err(e) if e.is_source_gone() => return Ok(Outcome::Ack(skipped(item, "vanished"))),
+                Err(e) => return Err(e),
+            };
+            let parts = payload::parts(&obj.key, obj.size, &upload);
+            p.upload = Some(upload.clone());
+            let value = serde_json::to_value(&p).unwrap_or_default();
+            let split = self
+                .store
+                .split_item(&self.config.worker_id, item.id, &value, &parts)
+                .await;
+            if !matches!(split, Ok(true)) {
+                c.abort_upload(&obj.key, &upload.upload_id).await;
+                return match split {
+                    Err(e) => Err(store_err(&obj.key, e)),
+                    _ => Ok(Outcome::Recorded),
+                };
+            }
+            tracing::info!(key = %obj.key, parts = parts.len(), "split into parts");
+            return Ok(Outcome::Recorded);
+        }
+        if item.attempts > 1 && obj.size >= engine.job.options.multipart_threshold {
+            // A worker that died mid-copy may have left an upload open.
+            c.abort_stale_uploads(&obj.key).await;
+        }
+        Ok(Outcome::Ack(match c.transfer(&obj).await? {
+            Transferred::Copied(done) => ack(
+                item,
+                ItemState::Done,
+                None,
+                Some(done.verification.name().into()),
+            ),
+            Transferred::Archived => skipped(item, "archived"),
+            Transferred::Vanished => skipped(item, "vanished"),
+        }))
+    }
+
+    async fn copy_part(
+        self: &Arc<Self>,
+        engine: &TaskEngine,
+        item: &Item,
+        held: &Held,
+    ) -> Result<Outcome, dth_s3::Error> {
+        let mut pp: PartPayload =
+            serde_json::from_value(item.payload.clone()).map_err(|e| dth_s3::Error::Verify {
+                key: item.key.clone(),
+                detail: format!("part item {} has no readable upload: {e}", item.id),
+            })?;
+        let number = item.part_number.unwrap_or(1);
+        let done = engine
+            .copier
+            .copy_giant_part(
+                &item.key,
+                &pp.upload,
+                number,
+                (pp.start, pp.end),
+                item.attempts > 1,
+            )
+            .await?;
+        let etag = done.etag.clone();
+        pp.done = Some(done);
+        let mut a = ack(item, ItemState::Done, Some(etag), None);
+        a.payload = serde_json::to_value(&pp).ok();
+        let acked = self
+            .store
+            .ack(&self.config.worker_id, &[a])
+            .await
+            .map_err(|e| store_err(&item.key, e))?;
+        if let Some(parent) = acked.first().and_then(|a| a.parent_ready)
+            && let Ok(Some(parent)) = self
+                .store
+                .claim_item(&self.config.worker_id, parent, self.config.lease)
+                .await
+        {
+            hold(held, &parent);
+            let id = parent.id;
+            self.process(parent, held).await;
+            release_hold(held, id);
+        }
+        Ok(Outcome::Recorded)
+    }
+
+    /// Records a failed attempt: queued again later, or dead-lettered (with its alarm).
+    async fn failed(&self, item: &Item, error: &str, permanent: bool) {
+        let retry = Retry {
+            id: item.id,
+            error: error.to_string(),
+            delay: retry_delay(self.config.retry_base, item.attempts),
+            permanent,
+        };
+        match self
+            .store
+            .retry_later(&self.config.worker_id, &[retry])
+            .await
+        {
+            Ok(r) if r.first().is_some_and(|r| r.dead) => self.dead(item, error).await,
+            Ok(_) => {}
+            Err(e) => tracing::error!(item = item.id, "recording a failure: {e}"),
+        }
+    }
+
+    /// An item was dead-lettered: clean up its upload, log, and raise the alarm.
+    async fn dead(&self, item: &Item, error: &str) {
+        tracing::error!(item = item.id, key = %item.key, "dead-lettered: {error}");
+        let engine = self
+            .engines
+            .get(self.store.as_ref(), &item.task_id)
+            .await
+            .ok();
+        match item.kind {
+            ItemKind::Part => {
+                if let Some(parent) = item.parent_id {
+                    let _ = self.store.kill_parent(parent, error).await;
+                }
+                if let (Some(e), Ok(pp)) = (
+                    &engine,
+                    serde_json::from_value::<PartPayload>(item.payload.clone()),
+                ) {
+                    e.copier.abort_upload(&item.key, &pp.upload.upload_id).await;
+                }
+            }
+            ItemKind::Object => {
+                if let (Some(e), Some(upload)) = (&engine, payload::object(item).1.upload) {
+                    e.copier.abort_upload(&item.key, &upload.upload_id).await;
+                    let _ = self.store.delete_parts(item.id).await;
+                }
+            }
+            ItemKind::Delete => {}
+        }
+        let msg = format!(
+            "{} dead-lettered after {} attempts: {error}",
+            item.key, item.attempts
+        );
+        self.event(
+            &item.task_id,
+            Some(item.run_id),
+            "item.dead",
+            "worker",
+            &msg,
+        )
+        .await;
+        if self.alarms.dead_alarm_due(item.run_id) {
+            self.alarm(&item.task_id, Some(item.run_id), "items.dead", &msg)
+                .await;
+        }
+    }
+
+    /// Ends the run when nothing is left in it, and the task when it was a one-time task.
+    pub(crate) async fn check_run_end(&self, run_id: i64) {
+        let status = match self.store.finish_run_if_drained(run_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(run = run_id, "closing the run: {e}");
+                return;
+            }
+        };
+        let Ok(Some(run)) = self.store.get_run(run_id).await else {
+            return;
+        };
+        let counters = self.store.run_counters(run_id).await.unwrap_or_default();
+        let failed = status == RunStatus::Failed || run.error.is_some();
+        let msg = format!(
+            "run {} ended {}: {} found, {} copied ({} bytes), {} skipped, {} deleted, {} dead{}",
+            run_id,
+            if failed { "with errors" } else { "well" },
+            counters.found,
+            counters.copied,
+            counters.copied_bytes,
+            counters.skipped,
+            counters.deleted,
+            counters.dead,
+            run.error
+                .as_deref()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default(),
+        );
+        tracing::info!("{msg}");
+        self.event(&run.task_id, Some(run_id), "run.ended", "runtime", &msg)
+            .await;
+        let Ok(task) = self.task(&run.task_id).await else {
+            return;
+        };
+        if !matches!(task.status, TaskStatus::Starting | TaskStatus::InProgress) {
+            return;
+        }
+        let once = serde_json::from_value::<TaskSpec>(task.spec.clone())
+            .map(|s| !s.effective_schedule().is_recurring())
+            .unwrap_or(false);
+        if failed && once {
+            self.task_error(&run.task_id, Some(run_id), "RUN_FAILED", &msg)
+                .await;
+        } else if once {
+            let _ = self
+                .store
+                .set_task_status(&run.task_id, TaskStatus::Done, None)
+                .await;
+        }
+    }
+
+    /// Sends an alarm to the task's targets and logs how it went.
+    pub(crate) async fn alarm(
+        &self,
+        task_id: &str,
+        run_id: Option<i64>,
+        kind: &'static str,
+        msg: &str,
+    ) {
+        let Ok(task) = self.task(task_id).await else {
+            return;
+        };
+        let Ok(spec) = serde_json::from_value::<TaskSpec>(task.spec.clone()) else {
+            return;
+        };
+        if spec.alarms.is_empty() {
+            return;
+        }
+        let counters = match run_id {
+            Some(r) => self.store.run_counters(r).await.ok(),
+            None => None,
+        };
+        let alarm = Alarm {
+            kind,
+            task_id: task_id.to_string(),
+            task_name: task.name.clone(),
+            run_id,
+            message: msg.to_string(),
+            counters,
+        };
+        for res in self.alarms.send(&spec.alarms, &alarm).await {
+            let (kind, m) = match res {
+                Ok(to) => ("alarm.sent", format!("{} sent to {to}", alarm.kind)),
+                Err(e) => ("alarm.failed", e),
+            };
+            self.event(task_id, run_id, kind, "runtime", &m).await;
+        }
+    }
+}
+
+fn ack(
+    item: &Item,
+    state: ItemState,
+    dst_etag: Option<String>,
+    verification: Option<String>,
+) -> Ack {
+    Ack {
+        id: item.id,
+        state,
+        dst_etag,
+        verification,
+        payload: None,
+    }
+}
+
+fn skipped(item: &Item, why: &str) -> Ack {
+    ack(item, ItemState::Skipped, None, Some(why.into()))
+}
+
+fn store_err(key: &str, e: dth_store::Error) -> dth_s3::Error {
+    dth_s3::Error::Io {
+        context: format!("recording {key} in the store"),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// `base × 2^(attempts-1)`, at most 15 minutes, with ±25 % jitter.
+fn retry_delay(base: Duration, attempts: u32) -> Duration {
+    let d = base
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(MAX_RETRY_DELAY);
+    d.mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
+}
+
+fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, String)>> {
+    held.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn hold(held: &Held, item: &Item) {
+    lock(held).insert(item.id, (item.run_id, item.task_id.clone()));
+}
+
+fn release_hold(held: &Held, id: i64) {
+    lock(held).remove(&id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_stop() {
+        let b = Duration::from_secs(1);
+        assert!(retry_delay(b, 1) <= Duration::from_millis(1250));
+        assert!(retry_delay(b, 4) >= Duration::from_secs(6));
+        assert!(retry_delay(b, 40) <= MAX_RETRY_DELAY.mul_f64(1.25));
+    }
+}
