@@ -1,0 +1,223 @@
+//! Item state changes per second through the store's queue protocol, on SQLite (a file on disk) and
+//! PostgreSQL (a `dth-testkit` server): N items are queued in batches, then K simulated workers claim
+//! batches and ack them in batches until the queue is empty. Each item is two state changes
+//! (queued → leased → done). Run by `bench/store.sh`:
+//!
+//! ```text
+//! cargo run --release -p dth-store --example store_bench -- [--items N] [--workers K] [--batch B]
+//!     [--backends sqlite,postgres] [--dir DIR]
+//! ```
+//!
+//! Prints one table and a last line `RESULT sqlite_changes_per_s=… postgres_changes_per_s=…`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dth_model::{ItemKind, ItemState, RunStatus, Trigger};
+use dth_store::{Ack, MasterKey, NewItem, NewTask, Store};
+
+struct Args {
+    items: usize,
+    workers: usize,
+    batch: usize,
+    backends: Vec<String>,
+    dir: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        items: 20_000,
+        workers: 4,
+        batch: 100,
+        backends: vec!["sqlite".into(), "postgres".into()],
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--items" => a.items = value.parse().expect("--items N"),
+            "--workers" => a.workers = value.parse().expect("--workers K"),
+            "--batch" => a.batch = value.parse().expect("--batch B"),
+            "--backends" => a.backends = value.split(',').map(str::to_string).collect(),
+            "--dir" => a.dir = Some(PathBuf::from(value)),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+struct Row {
+    backend: &'static str,
+    insert_per_s: f64,
+    drain_s: f64,
+    changes_per_s: f64,
+    claim_ms: f64,
+    ack_ms: f64,
+}
+
+async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
+    let backend = store.backend();
+    let task = store
+        .create_task(NewTask {
+            name: "bench".into(),
+            kind: "s3".into(),
+            spec: serde_json::json!({}),
+            next_run_at: None,
+        })
+        .await
+        .expect("create task");
+    let run = store
+        .create_run(&task.id, Trigger::User, 5)
+        .await
+        .expect("create run");
+    let items: Vec<NewItem> = (0..a.items)
+        .map(|i| NewItem {
+            kind: ItemKind::Object,
+            key: format!("dir{:03}/object-{i:08}", i % 100),
+            size: 16 * 1024,
+            etag: Some(format!("\"{i:032x}\"")),
+            part_number: None,
+            payload: serde_json::json!({"content_type": "application/octet-stream"}),
+        })
+        .collect();
+    let t0 = Instant::now();
+    for chunk in items.chunks(1000) {
+        store.insert_items(run.id, chunk).await.expect("insert items");
+    }
+    let insert_s = t0.elapsed().as_secs_f64();
+    store
+        .set_run_status(run.id, RunStatus::Transferring, None)
+        .await
+        .expect("set run status");
+
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..a.workers)
+        .map(|w| {
+            let store = store.clone();
+            let batch = a.batch;
+            tokio::spawn(async move {
+                let name = format!("bench-worker-{w}");
+                let (mut claim_t, mut ack_t, mut calls) = (Duration::ZERO, Duration::ZERO, 0u32);
+                loop {
+                    let t = Instant::now();
+                    let got = store
+                        .claim(&name, batch, Duration::from_secs(300))
+                        .await
+                        .expect("claim");
+                    claim_t += t.elapsed();
+                    if got.is_empty() {
+                        break;
+                    }
+                    let acks: Vec<Ack> = got
+                        .iter()
+                        .map(|i| Ack {
+                            id: i.id,
+                            state: ItemState::Done,
+                            dst_etag: i.etag.clone(),
+                            verification: Some("md5".into()),
+                            payload: None,
+                        })
+                        .collect();
+                    let t = Instant::now();
+                    let acked = store.ack(&name, &acks).await.expect("ack");
+                    ack_t += t.elapsed();
+                    calls += 1;
+                    assert!(acked.iter().all(|x| x.accepted), "an ack was refused");
+                }
+                (claim_t, ack_t, calls.max(1))
+            })
+        })
+        .collect();
+    let (mut claim_ms, mut ack_ms) = (0.0, 0.0);
+    for w in workers {
+        let (c, k, n) = w.await.expect("worker");
+        claim_ms += c.as_secs_f64() * 1000.0 / f64::from(n) / a.workers as f64;
+        ack_ms += k.as_secs_f64() * 1000.0 / f64::from(n) / a.workers as f64;
+    }
+    let drain_s = t0.elapsed().as_secs_f64();
+    let counters = store.run_counters(run.id).await.expect("counters");
+    assert_eq!(counters.copied, a.items as u64, "every item done exactly once");
+    assert_eq!(counters.pending, 0);
+    assert_eq!(
+        store.finish_run_if_drained(run.id).await.expect("finish"),
+        Some(RunStatus::Done)
+    );
+    Row {
+        backend,
+        insert_per_s: a.items as f64 / insert_s,
+        drain_s,
+        changes_per_s: 2.0 * a.items as f64 / drain_s,
+        claim_ms,
+        ack_ms,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let mut rows = Vec::new();
+    for backend in &a.backends {
+        match backend.as_str() {
+            "sqlite" => {
+                let temp = match &a.dir {
+                    Some(d) => tempfile::tempdir_in(d),
+                    None => tempfile::tempdir(),
+                }
+                .expect("temp dir");
+                let file = temp.path().join("bench.db");
+                eprintln!("sqlite: {}", file.display());
+                let store = dth_store::open(&file.display().to_string(), MasterKey::generate())
+                    .await
+                    .expect("open sqlite store");
+                rows.push(bench(store, &a).await);
+            }
+            "postgres" => {
+                let pg = tokio::task::spawn_blocking(dth_testkit::PgServer::start)
+                    .await
+                    .expect("start postgres");
+                let url = pg.create_database("bench");
+                eprintln!("postgres: {url}");
+                let store = dth_store::open(&url, MasterKey::generate())
+                    .await
+                    .expect("open postgres store");
+                rows.push(bench(store, &a).await);
+            }
+            other => panic!("unknown backend {other} (sqlite, postgres)"),
+        }
+    }
+
+    println!(
+        "\nitems={} workers={} batch={} (each item: claim + ack = 2 state changes)\n",
+        a.items, a.workers, a.batch
+    );
+    println!(
+        "{:<9} | {:>14} | {:>8} | {:>17} | {:>13} | {:>11}",
+        "backend", "insert items/s", "drain s", "state changes/s", "claim ms/call", "ack ms/call"
+    );
+    println!("{}", "-".repeat(87));
+    for r in &rows {
+        println!(
+            "{:<9} | {:>14.0} | {:>8.2} | {:>17.0} | {:>13.2} | {:>11.2}",
+            r.backend, r.insert_per_s, r.drain_s, r.changes_per_s, r.claim_ms, r.ack_ms
+        );
+    }
+    for r in &rows {
+        // Machine-readable, for bench/store.sh.
+        println!(
+            "ROW {} {:.0} {:.2} {:.0} {:.2} {:.2}",
+            r.backend, r.insert_per_s, r.drain_s, r.changes_per_s, r.claim_ms, r.ack_ms
+        );
+    }
+    let value = |b: &str| {
+        rows.iter()
+            .find(|r| r.backend == b)
+            .map_or("NA".to_string(), |r| format!("{:.0}", r.changes_per_s))
+    };
+    println!(
+        "RESULT sqlite_changes_per_s={} postgres_changes_per_s={}",
+        value("sqlite"),
+        value("postgres")
+    );
+}
