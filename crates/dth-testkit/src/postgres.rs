@@ -46,8 +46,8 @@ impl fmt::Debug for PgServer {
 }
 
 impl PgServer {
-    /// Creates a cluster (`initdb -A trust -U postgres`) in a fresh temporary directory (under
-    /// `/dev/shm` where it exists), starts `postgres` on a free port with `fsync=off` and
+    /// Creates a cluster (`initdb -A trust -U postgres`, once per machine, then copied) in a fresh
+    /// temporary directory (under `/dev/shm` where it exists), starts `postgres` on a free port with `fsync=off` and
     /// `max_connections=200`, and waits until it accepts connections.
     ///
     /// # Panics
@@ -66,39 +66,7 @@ impl PgServer {
             chown(temp.path(), uid, gid);
         }
         let data = temp.path().join("data");
-        let initdb_log = temp.path().join("initdb.log");
-        let log = File::create(&initdb_log).expect("create initdb log file");
-        let mut cmd = Command::new(bin.join("initdb"));
-        cmd.args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-N",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-D",
-        ])
-        .arg(&data)
-        .current_dir(temp.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone log file handle"))
-        .stderr(log);
-        let status = spawn_tied_to_process(cmd, run_as)
-            .and_then(|mut c| c.wait())
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL: cannot run {}: {e}",
-                    bin.join("initdb").display()
-                )
-            });
-        if !status.success() {
-            panic!(
-                "PostgreSQL: initdb exited with {status}; its log ends:\n{}",
-                log_tail(&initdb_log)
-            );
-        }
+        copy_cluster(&cluster_template(&bin, run_as), &data);
 
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
@@ -239,6 +207,93 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         stop(&mut self.child);
     }
+}
+
+/// A cluster made by `initdb` once per machine (PostgreSQL version and user), reused by every
+/// server: copying it takes a fraction of initdb's time. Made in a scratch directory and renamed into
+/// place, so concurrent test processes never see half of one.
+fn cluster_template(bin: &Path, run_as: Option<(u32, u32)>) -> PathBuf {
+    let version = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pg".into());
+    // SAFETY: geteuid cannot fail.
+    let uid = run_as.map_or_else(|| unsafe { libc::geteuid() }, |(uid, _)| uid);
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let template = base.join(format!("dth-testkit-pg-template-{version}-{uid}"));
+    if template.join("PG_VERSION").is_file() {
+        return template;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("dth-pg-initdb-")
+        .tempdir_in(&base)
+        .expect("create temporary directory");
+    if let Some((uid, gid)) = run_as {
+        chown(scratch.path(), uid, gid);
+    }
+    let data = scratch.path().join("data");
+    let initdb_log = scratch.path().join("initdb.log");
+    let log = File::create(&initdb_log).expect("create initdb log file");
+    let mut cmd = Command::new(bin.join("initdb"));
+    cmd.args([
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-N",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "-D",
+    ])
+    .arg(&data)
+    .current_dir(scratch.path())
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().expect("clone log file handle"))
+    .stderr(log);
+    let status = spawn_tied_to_process(cmd, run_as)
+        .and_then(|mut c| c.wait())
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL: cannot run {}: {e}",
+                bin.join("initdb").display()
+            )
+        });
+    if !status.success() {
+        panic!(
+            "PostgreSQL: initdb exited with {status}; its log ends:\n{}",
+            log_tail(&initdb_log)
+        );
+    }
+    // Another process may have won the race: then its template is used and ours dropped.
+    if std::fs::rename(&data, &template).is_err() && !template.join("PG_VERSION").is_file() {
+        panic!(
+            "PostgreSQL: cannot move the initdb cluster to {}",
+            template.display()
+        );
+    }
+    template
+}
+
+/// Copies a cluster directory, keeping owners and modes (`cp -a`).
+fn copy_cluster(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap_or_else(|e| panic!("PostgreSQL: cannot run cp: {e}"));
+    assert!(
+        status.success(),
+        "PostgreSQL: cp -a {} {} failed with {status}",
+        from.display(),
+        to.display()
+    );
 }
 
 /// Immediate shutdown (SIGQUIT: the postmaster stops its children and removes its shared memory),
