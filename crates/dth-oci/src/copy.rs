@@ -50,7 +50,14 @@ pub struct CopyOptions {
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { images: 10, blobs: 8, platforms: Vec::new(), dry_run: false, mount: true, retries: 3 }
+        CopyOptions {
+            images: 10,
+            blobs: 8,
+            platforms: Vec::new(),
+            dry_run: false,
+            mount: true,
+            retries: 3,
+        }
     }
 }
 
@@ -155,6 +162,8 @@ impl Summary {
 }
 
 type BlobCell = Arc<OnceCell<String>>;
+/// (repository, manifest digest) → done once.
+type TreeCells = Mutex<HashMap<(String, Digest), Arc<OnceCell<()>>>>;
 
 /// Copies images from one source to one destination registry.
 pub struct Copier {
@@ -170,7 +179,7 @@ pub struct Copier {
     /// (repository, digest) known present at the destination.
     present: Mutex<HashSet<(String, Digest)>>,
     /// (repository, manifest digest) trees made complete.
-    trees: Mutex<HashMap<(String, Digest), Arc<OnceCell<()>>>>,
+    trees: TreeCells,
     /// Repositories made to exist (ECR auto-creation).
     repos: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
     errors: Mutex<Vec<String>>,
@@ -178,7 +187,11 @@ pub struct Copier {
 
 impl std::fmt::Debug for Copier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Copier").field("src", &self.src).field("dst", &self.dst).field("opts", &self.opts).finish_non_exhaustive()
+        f.debug_struct("Copier")
+            .field("src", &self.src)
+            .field("dst", &self.dst)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -219,9 +232,15 @@ impl Copier {
     }
 
     /// Copies every job, `images` at a time, and reports each on `reports`.
-    pub async fn run(self: Arc<Self>, jobs: Vec<ImageJob>, reports: Option<mpsc::UnboundedSender<ImageReport>>) -> Summary {
+    pub async fn run(
+        self: Arc<Self>,
+        jobs: Vec<ImageJob>,
+        reports: Option<mpsc::UnboundedSender<ImageReport>>,
+    ) -> Summary {
         let started = Instant::now();
-        self.stats.images_total.store(jobs.len() as u64, Ordering::Relaxed);
+        self.stats
+            .images_total
+            .store(jobs.len() as u64, Ordering::Relaxed);
         let mut would_copy = 0u64;
         let mut results = futures::stream::iter(jobs.into_iter().map(|job| {
             let me = self.clone();
@@ -252,7 +271,11 @@ impl Copier {
             s.images_done.fetch_add(1, Ordering::Relaxed);
             let report = ImageReport {
                 source: format!("{}:{}", job.src_repo, job.reference),
-                destination: format!("{}:{}", job.dst_repo, job.dst_tag.as_deref().unwrap_or(&job.reference)),
+                destination: format!(
+                    "{}:{}",
+                    job.dst_repo,
+                    job.dst_tag.as_deref().unwrap_or(&job.reference)
+                ),
                 action,
                 digest,
                 error: error.clone(),
@@ -285,19 +308,27 @@ impl Copier {
             dry_run: self.opts.dry_run,
             source_requests: self.src.registry().map(|r| r.stats()),
             destination_requests: self.dst.stats(),
-            errors: self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            errors: self
+                .errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
     async fn copy_image(&self, job: &ImageJob) -> Result<(ImageAction, Digest)> {
         let what = format!("{}:{}", job.src_repo, job.reference);
-        let head = self.src.resolve(&job.src_repo, &job.reference).await?.ok_or_else(|| Error::Status {
-            method: "HEAD".into(),
-            url: format!("{} {what}", self.src.describe()),
-            status: 404,
-            code: Some("MANIFEST_UNKNOWN".into()),
-            message: Some("no such image at the source".into()),
-        })?;
+        let head = self
+            .src
+            .resolve(&job.src_repo, &job.reference)
+            .await?
+            .ok_or_else(|| Error::Status {
+                method: "HEAD".into(),
+                url: format!("{} {what}", self.src.describe()),
+                status: 404,
+                code: Some("MANIFEST_UNKNOWN".into()),
+                message: Some("no such image at the source".into()),
+            })?;
         let dst_ref = job.dst_tag.clone().unwrap_or_else(|| job.reference.clone());
         // With a platform selection the destination holds a rewritten index, so the source
         // manifest must be read before comparing.
@@ -305,7 +336,12 @@ impl Copier {
         let want = if self.opts.platforms.is_empty() {
             head.digest.clone()
         } else {
-            let m = self.select(self.src.manifest(&job.src_repo, head.digest.as_str()).await?, &what)?;
+            let m = self.select(
+                self.src
+                    .manifest(&job.src_repo, head.digest.as_str())
+                    .await?,
+                &what,
+            )?;
             let d = m.digest.clone();
             manifest = Some(m);
             d
@@ -321,11 +357,17 @@ impl Copier {
         self.ensure_repository(&job.dst_repo).await?;
         let manifest = match manifest {
             Some(m) => m,
-            None => self.src.manifest(&job.src_repo, head.digest.as_str()).await?,
+            None => {
+                self.src
+                    .manifest(&job.src_repo, head.digest.as_str())
+                    .await?
+            }
         };
-        self.ensure_tree(&job.src_repo, &job.dst_repo, &manifest, &what).await?;
+        self.ensure_tree(&job.src_repo, &job.dst_repo, &manifest, &what)
+            .await?;
         // The tag last.
-        self.push_manifest(&job.dst_repo, &dst_ref, &manifest).await?;
+        self.push_manifest(&job.dst_repo, &dst_ref, &manifest)
+            .await?;
         Ok((ImageAction::Copied, manifest.digest))
     }
 
@@ -339,7 +381,13 @@ impl Copier {
 
     async fn ensure_repository(&self, repo: &str) -> Result<()> {
         let Some(ecr) = &self.ecr else { return Ok(()) };
-        let cell = self.repos.lock().unwrap_or_else(|e| e.into_inner()).entry(repo.to_string()).or_default().clone();
+        let cell = self
+            .repos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(repo.to_string())
+            .or_default()
+            .clone();
         cell.get_or_try_init(|| async {
             if ecr.ensure_repository(repo).await? {
                 tracing::info!(repository = repo, "created ECR repository");
@@ -352,18 +400,38 @@ impl Copier {
 
     /// Makes everything `manifest` references present in `dst_repo` (not the manifest itself).
     /// Once per (repository, digest) per run; concurrent callers wait for the first.
-    async fn ensure_tree(&self, src_repo: &str, dst_repo: &str, manifest: &Manifest, what: &str) -> Result<()> {
+    async fn ensure_tree(
+        &self,
+        src_repo: &str,
+        dst_repo: &str,
+        manifest: &Manifest,
+        what: &str,
+    ) -> Result<()> {
         let key = (dst_repo.to_string(), manifest.digest.clone());
-        let cell = self.trees.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        let cell = self
+            .trees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
         cell.get_or_try_init(|| async {
             match manifest.content(what)? {
                 Content::Image { config, layers } => {
                     // Largest first: the long transfers start early.
-                    let mut blobs: Vec<Descriptor> = std::iter::once(config).chain(layers).filter(|d| !d.foreign).collect();
-                    blobs.sort_by(|a, b| b.size.cmp(&a.size));
+                    let mut blobs: Vec<Descriptor> = std::iter::once(config)
+                        .chain(layers)
+                        .filter(|d| !d.foreign)
+                        .collect();
+                    blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
                     let mut seen = HashSet::new();
                     blobs.retain(|d| seen.insert(d.digest.clone()));
-                    try_join_all(blobs.iter().map(|d| self.ensure_blob(src_repo, dst_repo, d))).await?;
+                    try_join_all(
+                        blobs
+                            .iter()
+                            .map(|d| self.ensure_blob(src_repo, dst_repo, d)),
+                    )
+                    .await?;
                 }
                 Content::Index { manifests } => {
                     let children: Vec<Descriptor> = manifests
@@ -372,8 +440,14 @@ impl Copier {
                             self.opts.platforms.is_empty()
                                 || c.platform.as_deref().is_some_and(|p| {
                                     let mut it = p.splitn(3, '/');
-                                    let (os, arch, var) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
-                                    self.opts.platforms.iter().any(|w| crate::manifest::platform_matches(w, os, arch, var))
+                                    let (os, arch, var) = (
+                                        it.next().unwrap_or(""),
+                                        it.next().unwrap_or(""),
+                                        it.next().unwrap_or(""),
+                                    );
+                                    self.opts.platforms.iter().any(|w| {
+                                        crate::manifest::platform_matches(w, os, arch, var)
+                                    })
                                 })
                         })
                         .collect();
@@ -382,7 +456,8 @@ impl Copier {
                         let child = self.src.manifest(src_repo, c.digest.as_str()).await?;
                         // Box: an index may nest indexes.
                         Box::pin(self.ensure_tree(src_repo, dst_repo, &child, &child_what)).await?;
-                        self.push_manifest(dst_repo, c.digest.as_str(), &child).await
+                        self.push_manifest(dst_repo, c.digest.as_str(), &child)
+                            .await
                     }))
                     .await?;
                 }
@@ -414,15 +489,24 @@ impl Copier {
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy { retries: self.opts.retries, ..RetryPolicy::default() }
+        RetryPolicy {
+            retries: self.opts.retries,
+            ..RetryPolicy::default()
+        }
     }
 
     fn is_present(&self, repo: &str, digest: &Digest) -> bool {
-        self.present.lock().unwrap_or_else(|e| e.into_inner()).contains(&(repo.to_string(), digest.clone()))
+        self.present
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(repo.to_string(), digest.clone()))
     }
 
     fn mark_present(&self, repo: &str, digest: &Digest) {
-        self.present.lock().unwrap_or_else(|e| e.into_inner()).insert((repo.to_string(), digest.clone()));
+        self.present
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((repo.to_string(), digest.clone()));
     }
 
     /// Makes one blob present in `dst_repo`: the first time in the run by HEAD or transfer, later
@@ -434,7 +518,13 @@ impl Copier {
         if self.is_present(dst_repo, &d.digest) {
             return Ok(());
         }
-        let cell = self.blobs.lock().unwrap_or_else(|e| e.into_inner()).entry(d.digest.clone()).or_default().clone();
+        let cell = self
+            .blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(d.digest.clone())
+            .or_default()
+            .clone();
         let home = cell
             .get_or_try_init(|| async {
                 if self.dst.head_blob(dst_repo, &d.digest).await?.is_some() {
@@ -454,7 +544,8 @@ impl Copier {
                         true
                     }
                     Mount::Upload(location) => {
-                        self.transfer_blob(src_repo, dst_repo, d, Some(location)).await?;
+                        self.transfer_blob(src_repo, dst_repo, d, Some(location))
+                            .await?;
                         true
                     }
                 }
@@ -475,7 +566,13 @@ impl Copier {
 
     /// Streams a blob from the source into the destination, verifying it on the way; retried as
     /// a whole (new GET, new upload session) on transient failures and mismatches.
-    async fn transfer_blob(&self, src_repo: &str, dst_repo: &str, d: &Descriptor, mut location: Option<url::Url>) -> Result<()> {
+    async fn transfer_blob(
+        &self,
+        src_repo: &str,
+        dst_repo: &str,
+        d: &Descriptor,
+        mut location: Option<url::Url>,
+    ) -> Result<()> {
         let _slot = tokio::select! {
             _ = self.cancel.cancelled() => return Err(Error::Cancelled),
             s = self.blob_slots.acquire() => s.map_err(|_| Error::Cancelled)?,
@@ -492,20 +589,32 @@ impl Copier {
                 if let Some(size) = body.size
                     && size != d.size
                 {
-                    return Err(Error::SizeMismatch { what: what.clone(), expected: d.size, actual: size });
+                    return Err(Error::SizeMismatch {
+                        what: what.clone(),
+                        expected: d.size,
+                        actual: size,
+                    });
                 }
-                let (stream, verdict) = Verifying::new(body.stream, d.digest.clone(), Some(d.size), what.clone());
-                let uploaded = self.dst.upload_blob(dst_repo, location, &d.digest, d.size, stream).await;
+                let (stream, verdict) =
+                    Verifying::new(body.stream, d.digest.clone(), Some(d.size), what.clone());
+                let uploaded = self
+                    .dst
+                    .upload_blob(dst_repo, location, &d.digest, d.size, stream)
+                    .await;
                 match (verdict.get(), uploaded) {
                     // Our own check failed: report that, not the aborted upload it caused.
-                    (Some(Err(msg)), Err(_)) if msg.contains("mismatch") => Err(Error::DigestMismatch {
-                        what: what.clone(),
-                        expected: d.digest.clone(),
-                        actual: msg,
-                    }),
+                    (Some(Err(msg)), Err(_)) if msg.contains("mismatch") => {
+                        Err(Error::DigestMismatch {
+                            what: what.clone(),
+                            expected: d.digest.clone(),
+                            actual: msg,
+                        })
+                    }
                     (_, Err(e)) => Err(e),
                     (Some(Ok(_)), Ok(())) => Ok(()),
-                    (v, Ok(())) => Err(Error::invalid(format!("{what}: upload ended before the body was verified ({v:?})"))),
+                    (v, Ok(())) => Err(Error::invalid(format!(
+                        "{what}: upload ended before the body was verified ({v:?})"
+                    ))),
                 }
             };
             match attempt.await {
@@ -514,14 +623,16 @@ impl Copier {
                     self.stats.bytes.fetch_add(d.size, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(e) if e.is_retryable() && !self.cancel.is_cancelled() => match backoff.next(None) {
-                    Some(w) => {
-                        tracing::warn!(error = %e, "blob transfer failed; trying again");
-                        self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(w).await;
+                Err(e) if e.is_retryable() && !self.cancel.is_cancelled() => {
+                    match backoff.next(None) {
+                        Some(w) => {
+                            tracing::warn!(error = %e, "blob transfer failed; trying again");
+                            self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(w).await;
+                        }
+                        None => return Err(e),
                     }
-                    None => return Err(e),
-                },
+                }
                 Err(e) => return Err(e),
             }
         }

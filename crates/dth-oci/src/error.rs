@@ -124,7 +124,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Status { status, .. } => is_transient_status(*status),
-            Error::Transport { .. } | Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => true,
+            Error::Transport { .. } | Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
+                true
+            }
             _ => false,
         }
     }

@@ -66,9 +66,15 @@ pub struct Manifest {
 impl Manifest {
     /// Wraps bytes; the media type is taken from the body when the header is missing or generic.
     pub fn new(bytes: Bytes, media_type: Option<String>, what: String) -> Result<Manifest> {
-        let doc: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Manifest { what: what.clone(), detail: format!("not JSON: {e}") })?;
-        let from_body = doc.get("mediaType").and_then(|v| v.as_str()).map(str::to_string);
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Manifest {
+                what: what.clone(),
+                detail: format!("not JSON: {e}"),
+            })?;
+        let from_body = doc
+            .get("mediaType")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         let media_type = match media_type {
             Some(m) if is_manifest_type(&m) => m,
             _ => match from_body {
@@ -76,22 +82,35 @@ impl Manifest {
                 None if doc.get("manifests").is_some() => OCI_INDEX.to_string(),
                 None if doc.get("layers").is_some() => OCI_MANIFEST.to_string(),
                 None => {
-                    return Err(Error::Manifest { what, detail: "neither an image manifest nor an index".into() });
+                    return Err(Error::Manifest {
+                        what,
+                        detail: "neither an image manifest nor an index".into(),
+                    });
                 }
             },
         };
         if !is_manifest_type(&media_type) {
             return Err(Error::Manifest {
                 what,
-                detail: format!("media type {media_type} is not copied (OCI and Docker schema 2 manifests and indexes only)"),
+                detail: format!(
+                    "media type {media_type} is not copied (OCI and Docker schema 2 manifests and indexes only)"
+                ),
             });
         }
-        Ok(Manifest { digest: Digest::of(&bytes), media_type, bytes })
+        Ok(Manifest {
+            digest: Digest::of(&bytes),
+            media_type,
+            bytes,
+        })
     }
 
     /// Digest, media type and size, as a HEAD would tell.
     pub fn head(&self) -> ManifestHead {
-        ManifestHead { digest: self.digest.clone(), media_type: self.media_type.clone(), size: Some(self.bytes.len() as u64) }
+        ManifestHead {
+            digest: self.digest.clone(),
+            media_type: self.media_type.clone(),
+            size: Some(self.bytes.len() as u64),
+        }
     }
 
     /// Whether this is an index or manifest list.
@@ -101,7 +120,10 @@ impl Manifest {
 
     /// Parses what it points to.
     pub fn content(&self, what: &str) -> Result<Content> {
-        let bad = |e: serde_json::Error| Error::Manifest { what: what.to_string(), detail: e.to_string() };
+        let bad = |e: serde_json::Error| Error::Manifest {
+            what: what.to_string(),
+            detail: e.to_string(),
+        };
         if self.is_index() {
             let index: ImageIndex = serde_json::from_slice(&self.bytes).map_err(bad)?;
             let manifests = index
@@ -114,7 +136,11 @@ impl Manifest {
             let m: ImageManifest = serde_json::from_slice(&self.bytes).map_err(bad)?;
             Ok(Content::Image {
                 config: descriptor(m.config(), what)?,
-                layers: m.layers().iter().map(|d| descriptor(d, what)).collect::<Result<Vec<_>>>()?,
+                layers: m
+                    .layers()
+                    .iter()
+                    .map(|d| descriptor(d, what))
+                    .collect::<Result<Vec<_>>>()?,
             })
         }
     }
@@ -122,17 +148,29 @@ impl Manifest {
     /// A new index holding only the children whose platform is in `platforms` (`os/arch[/variant]`;
     /// `os/arch` matches every variant). Errors when none match.
     pub fn select_platforms(&self, platforms: &[String], what: &str) -> Result<Manifest> {
-        let mut doc: serde_json::Value = serde_json::from_slice(&self.bytes)
-            .map_err(|e| Error::Manifest { what: what.into(), detail: e.to_string() })?;
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&self.bytes).map_err(|e| Error::Manifest {
+                what: what.into(),
+                detail: e.to_string(),
+            })?;
         let list = doc
             .get_mut("manifests")
             .and_then(|m| m.as_array_mut())
-            .ok_or_else(|| Error::Manifest { what: what.into(), detail: "index without manifests".into() })?;
+            .ok_or_else(|| Error::Manifest {
+                what: what.into(),
+                detail: "index without manifests".into(),
+            })?;
         list.retain(|entry| {
             let p = entry.get("platform");
-            let field = |k: &str| p.and_then(|p| p.get(k)).and_then(|v| v.as_str()).unwrap_or("");
+            let field = |k: &str| {
+                p.and_then(|p| p.get(k))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+            };
             let (os, arch, variant) = (field("os"), field("architecture"), field("variant"));
-            platforms.iter().any(|want| platform_matches(want, os, arch, variant))
+            platforms
+                .iter()
+                .any(|want| platform_matches(want, os, arch, variant))
         });
         if list.is_empty() {
             return Err(Error::Manifest {
@@ -141,14 +179,22 @@ impl Manifest {
             });
         }
         let bytes = Bytes::from(serde_json::to_vec(&doc).expect("a JSON value serialises"));
-        Ok(Manifest { digest: Digest::of(&bytes), media_type: self.media_type.clone(), bytes })
+        Ok(Manifest {
+            digest: Digest::of(&bytes),
+            media_type: self.media_type.clone(),
+            bytes,
+        })
     }
 }
 
 /// `os/arch[/variant]` against an entry.
 pub fn platform_matches(want: &str, os: &str, arch: &str, variant: &str) -> bool {
     let mut parts = want.split('/');
-    let (w_os, w_arch, w_variant) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
+    let (w_os, w_arch, w_variant) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next(),
+    );
     w_os == os && w_arch == arch && w_variant.is_none_or(|v| v == variant)
 }
 
@@ -159,10 +205,14 @@ pub fn is_manifest_type(m: &str) -> bool {
 
 fn descriptor(d: &oci_spec::image::Descriptor, what: &str) -> Result<Descriptor> {
     let media_type = d.media_type().to_string();
-    let digest: Digest = d.digest().to_string().parse().map_err(|e: Error| Error::Manifest {
-        what: what.to_string(),
-        detail: e.to_string(),
-    })?;
+    let digest: Digest = d
+        .digest()
+        .to_string()
+        .parse()
+        .map_err(|e: Error| Error::Manifest {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })?;
     let foreign = d.urls().as_ref().is_some_and(|u| !u.is_empty())
         || media_type.contains("foreign")
         || media_type.contains("nondistributable");
@@ -174,7 +224,13 @@ fn descriptor(d: &oci_spec::image::Descriptor, what: &str) -> Result<Descriptor>
         }
         s
     });
-    Ok(Descriptor { media_type, digest, size: d.size(), platform, foreign })
+    Ok(Descriptor {
+        media_type,
+        digest,
+        size: d.size(),
+        platform,
+        foreign,
+    })
 }
 
 #[cfg(test)]
@@ -189,11 +245,15 @@ mod tests {
     fn index_and_platforms() {
         let m = Manifest::new(Bytes::from_static(INDEX.as_bytes()), None, "t".into()).unwrap();
         assert!(m.is_index());
-        let Content::Index { manifests } = m.content("t").unwrap() else { panic!() };
+        let Content::Index { manifests } = m.content("t").unwrap() else {
+            panic!()
+        };
         assert_eq!(manifests.len(), 2);
         assert_eq!(manifests[1].platform.as_deref(), Some("linux/arm64/v8"));
         let only = m.select_platforms(&["linux/arm64".into()], "t").unwrap();
-        let Content::Index { manifests } = only.content("t").unwrap() else { panic!() };
+        let Content::Index { manifests } = only.content("t").unwrap() else {
+            panic!()
+        };
         assert_eq!(manifests.len(), 1);
         assert_ne!(only.digest, m.digest);
         assert!(m.select_platforms(&["windows/amd64".into()], "t").is_err());
@@ -205,9 +265,16 @@ mod tests {
           "config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":3,"digest":"sha256:3333333333333333333333333333333333333333333333333333333333333333"},
           "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":5,"digest":"sha256:4444444444444444444444444444444444444444444444444444444444444444"},
                     {"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","size":6,"digest":"sha256:5555555555555555555555555555555555555555555555555555555555555555","urls":["https://x"]}]}"#;
-        let m = Manifest::new(Bytes::from(body), Some("application/json".into()), "t".into()).unwrap();
+        let m = Manifest::new(
+            Bytes::from(body),
+            Some("application/json".into()),
+            "t".into(),
+        )
+        .unwrap();
         assert_eq!(m.media_type, DOCKER_MANIFEST);
-        let Content::Image { config, layers } = m.content("t").unwrap() else { panic!() };
+        let Content::Image { config, layers } = m.content("t").unwrap() else {
+            panic!()
+        };
         assert_eq!(config.size, 3);
         assert!(!layers[0].foreign && layers[1].foreign);
         assert_eq!(m.digest, Digest::of(body.as_bytes()));
@@ -215,7 +282,12 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_refused() {
-        let e = Manifest::new(Bytes::from_static(b"{\"schemaVersion\":1,\"fsLayers\":[]}"), Some("application/vnd.docker.distribution.manifest.v1+prettyjws".into()), "t".into()).unwrap_err();
+        let e = Manifest::new(
+            Bytes::from_static(b"{\"schemaVersion\":1,\"fsLayers\":[]}"),
+            Some("application/vnd.docker.distribution.manifest.v1+prettyjws".into()),
+            "t".into(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("neither"), "{e}");
     }
 }

@@ -33,8 +33,16 @@ impl TagPattern {
                 .map_err(|e| {
                     // regex errors span lines (a caret diagram); keep the last, which names the problem.
                     let text = e.to_string();
-                    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-                    Error::invalid(format!("tag filter {s:?}: bad regex: {}", last.trim_start_matches("error: ")))
+                    let last = text
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .trim();
+                    Error::invalid(format!(
+                        "tag filter {s:?}: bad regex: {}",
+                        last.trim_start_matches("error: ")
+                    ))
                 })
         } else if let Some(range) = s.strip_prefix("semver:") {
             VersionReq::parse(range)
@@ -149,15 +157,30 @@ pub struct ImageJob {
 }
 
 /// Expands a selection into image jobs (sorted, duplicates removed).
-pub async fn plan(source: &dyn ImageSource, selection: &Selection, filter: &TagFilter, naming: &Naming) -> Result<Vec<ImageJob>> {
+pub async fn plan(
+    source: &dyn ImageSource,
+    selection: &Selection,
+    filter: &TagFilter,
+    naming: &Naming,
+) -> Result<Vec<ImageJob>> {
     let entries: Vec<(String, TagSelector)> = match selection {
-        Selection::All => source.repositories().await?.into_iter().map(|r| (r, TagSelector::All)).collect(),
-        Selection::Entries(e) => e.iter().map(|e| (e.repository.clone(), e.tags.clone())).collect(),
+        Selection::All => source
+            .repositories()
+            .await?
+            .into_iter()
+            .map(|r| (r, TagSelector::All))
+            .collect(),
+        Selection::Entries(e) => e
+            .iter()
+            .map(|e| (e.repository.clone(), e.tags.clone()))
+            .collect(),
     };
     if let Naming::Exact { tag: Some(_), .. } = naming {
         let single = entries.len() == 1 && matches!(entries[0].1, TagSelector::One(_));
         if !single {
-            return Err(Error::invalid("a destination tag can only rename a single source tag"));
+            return Err(Error::invalid(
+                "a destination tag can only rename a single source tag",
+            ));
         }
     }
     let mut jobs = BTreeSet::new();
@@ -185,7 +208,11 @@ pub async fn plan(source: &dyn ImageSource, selection: &Selection, filter: &TagF
             TagSelector::One(Reference::Digest(d)) => vec![(d.to_string(), None)],
             TagSelector::All => {
                 let listed = source.tags(&repo).await?;
-                filter.apply(listed).into_iter().map(|t| (t.clone(), Some(t))).collect()
+                filter
+                    .apply(listed)
+                    .into_iter()
+                    .map(|t| (t.clone(), Some(t)))
+                    .collect()
             }
         };
         for (reference, dst_tag) in refs {
@@ -194,7 +221,12 @@ pub async fn plan(source: &dyn ImageSource, selection: &Selection, filter: &TagF
     }
     Ok(jobs
         .into_iter()
-        .map(|(src_repo, reference, dst_repo, dst_tag)| ImageJob { src_repo, reference, dst_repo, dst_tag })
+        .map(|(src_repo, reference, dst_repo, dst_tag)| ImageJob {
+            src_repo,
+            reference,
+            dst_repo,
+            dst_tag,
+        })
         .collect())
 }
 
@@ -208,11 +240,15 @@ pub fn read_images_file(path: &std::path::Path) -> Result<Vec<ImageEntry>> {
             continue;
         }
         out.push(
-            ImageEntry::parse(line).map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), i + 1)))?,
+            ImageEntry::parse(line)
+                .map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), i + 1)))?,
         );
     }
     if out.is_empty() {
-        return Err(Error::invalid(format!("{}: no images listed", path.display())));
+        return Err(Error::invalid(format!(
+            "{}: no images listed",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -227,8 +263,19 @@ mod tests {
 
     #[test]
     fn filters() {
-        let all = tags(&["1.0", "1.2.3", "v1.10.0", "2.0.0-rc1", "latest", "dev-x", "1.2.3-alpine"]);
-        let f = TagFilter { include: vec![TagPattern::parse("semver:>=1.2, <2").unwrap()], ..Default::default() };
+        let all = tags(&[
+            "1.0",
+            "1.2.3",
+            "v1.10.0",
+            "2.0.0-rc1",
+            "latest",
+            "dev-x",
+            "1.2.3-alpine",
+        ]);
+        let f = TagFilter {
+            include: vec![TagPattern::parse("semver:>=1.2, <2").unwrap()],
+            ..Default::default()
+        };
         assert_eq!(f.apply(all.clone()), tags(&["1.2.3", "v1.10.0"]));
         let f = TagFilter {
             include: vec![TagPattern::parse("regex:[0-9.]+(-alpine)?").unwrap()],
@@ -236,11 +283,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(f.apply(all.clone()), tags(&["1.0", "1.2.3"]));
-        let f = TagFilter { keep_latest: Some(2), ..Default::default() };
+        let f = TagFilter {
+            keep_latest: Some(2),
+            ..Default::default()
+        };
         assert_eq!(f.apply(all.clone()), tags(&["2.0.0-rc1", "v1.10.0"]));
-        let f = TagFilter { include: vec![TagPattern::parse("dev-*").unwrap()], ..Default::default() };
+        let f = TagFilter {
+            include: vec![TagPattern::parse("dev-*").unwrap()],
+            ..Default::default()
+        };
         assert_eq!(f.apply(all), tags(&["dev-x"]));
-        assert!(TagPattern::parse("regex:(").unwrap_err().to_string().contains("bad regex"));
+        assert!(
+            TagPattern::parse("regex:(")
+                .unwrap_err()
+                .to_string()
+                .contains("bad regex")
+        );
         assert!(TagPattern::parse("semver:>>1").is_err());
     }
 }

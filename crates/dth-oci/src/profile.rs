@@ -65,26 +65,59 @@ const DISTRIBUTION: Profile = Profile {
 
 /// One row per registry kind.
 const PROFILES: &[Profile] = &[
-    Profile { kind: RegistryKind::DockerHub, catalog: false, window: 16, ..DISTRIBUTION },
+    Profile {
+        kind: RegistryKind::DockerHub,
+        catalog: false,
+        window: 16,
+        ..DISTRIBUTION
+    },
     // ECR: no cross-repository mount before 2024 and still off by default for pull-through
     // repositories; listing goes through the ECR API, not _catalog; bodies up to 20 MB a PATCH.
-    Profile { kind: RegistryKind::Ecr, mount: false, catalog: false, window: 32, ..DISTRIBUTION },
-    Profile { kind: RegistryKind::Quay, ..DISTRIBUTION },
+    Profile {
+        kind: RegistryKind::Ecr,
+        mount: false,
+        catalog: false,
+        window: 32,
+        ..DISTRIBUTION
+    },
+    Profile {
+        kind: RegistryKind::Quay,
+        ..DISTRIBUTION
+    },
     // GAR refuses PATCH uploads: monolithic only.
-    Profile { kind: RegistryKind::Gcr, catalog: false, ..DISTRIBUTION },
+    Profile {
+        kind: RegistryKind::Gcr,
+        catalog: false,
+        ..DISTRIBUTION
+    },
     // GHCR corrupts multi-PATCH uploads: monolithic only; its catalog is not public.
-    Profile { kind: RegistryKind::Ghcr, catalog: false, window: 16, ..DISTRIBUTION },
-    Profile { kind: RegistryKind::Harbor, ..DISTRIBUTION },
+    Profile {
+        kind: RegistryKind::Ghcr,
+        catalog: false,
+        window: 16,
+        ..DISTRIBUTION
+    },
+    Profile {
+        kind: RegistryKind::Harbor,
+        ..DISTRIBUTION
+    },
     // Artifactory wants the body in a PATCH before the closing PUT; its catalog is per Docker
     // repository under /artifactory/api/docker/<repo>/v2/_catalog.
-    Profile { kind: RegistryKind::Artifactory, upload: UploadStrategy::SinglePatch, ..DISTRIBUTION },
+    Profile {
+        kind: RegistryKind::Artifactory,
+        upload: UploadStrategy::SinglePatch,
+        ..DISTRIBUTION
+    },
     DISTRIBUTION,
 ];
 
 impl Profile {
     /// The profile of a registry kind.
     pub fn of(kind: RegistryKind) -> &'static Profile {
-        PROFILES.iter().find(|p| p.kind == kind).unwrap_or(&PROFILES[PROFILES.len() - 1])
+        PROFILES
+            .iter()
+            .find(|p| p.kind == kind)
+            .unwrap_or(&PROFILES[PROFILES.len() - 1])
     }
 
     /// The profile for a registry host (`host[:port]`).
@@ -99,7 +132,9 @@ impl RegistryKind {
         let h = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
         if h == "docker.io" || h == "registry-1.docker.io" || h == "index.docker.io" {
             RegistryKind::DockerHub
-        } else if h.contains(".dkr.ecr.") && (h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn")) {
+        } else if h.contains(".dkr.ecr.")
+            && (h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn"))
+        {
             RegistryKind::Ecr
         } else if h == "quay.io" {
             RegistryKind::Quay
@@ -119,13 +154,21 @@ impl RegistryKind {
 
 /// The registry host of an ECR account and region: `.amazonaws.com.cn` for `cn-*` regions.
 pub fn ecr_host(account: &str, region: &str) -> String {
-    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
     format!("{account}.dkr.ecr.{region}.{suffix}")
 }
 
 /// The host that serves a registry's v2 API (Docker Hub's differs from its name).
 pub fn api_host(host: &str) -> &str {
-    if host == crate::reference::DOCKER_HUB { crate::reference::DOCKER_HUB_API } else { host }
+    if host == crate::reference::DOCKER_HUB {
+        crate::reference::DOCKER_HUB_API
+    } else {
+        host
+    }
 }
 
 #[cfg(test)]
@@ -135,20 +178,47 @@ mod tests {
     #[test]
     fn detection() {
         assert_eq!(RegistryKind::detect("docker.io"), RegistryKind::DockerHub);
-        assert_eq!(RegistryKind::detect("123456789012.dkr.ecr.us-east-1.amazonaws.com"), RegistryKind::Ecr);
-        assert_eq!(RegistryKind::detect("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"), RegistryKind::Ecr);
-        assert_eq!(RegistryKind::detect("europe-docker.pkg.dev"), RegistryKind::Gcr);
+        assert_eq!(
+            RegistryKind::detect("123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+            RegistryKind::Ecr
+        );
+        assert_eq!(
+            RegistryKind::detect("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+            RegistryKind::Ecr
+        );
+        assert_eq!(
+            RegistryKind::detect("europe-docker.pkg.dev"),
+            RegistryKind::Gcr
+        );
         assert_eq!(RegistryKind::detect("ghcr.io"), RegistryKind::Ghcr);
-        assert_eq!(RegistryKind::detect("acme.jfrog.io"), RegistryKind::Artifactory);
-        assert_eq!(RegistryKind::detect("127.0.0.1:5000"), RegistryKind::Distribution);
-        assert_eq!(Profile::of(RegistryKind::Artifactory).upload, UploadStrategy::SinglePatch);
-        assert_eq!(Profile::for_host("ghcr.io").upload, UploadStrategy::Monolithic);
+        assert_eq!(
+            RegistryKind::detect("acme.jfrog.io"),
+            RegistryKind::Artifactory
+        );
+        assert_eq!(
+            RegistryKind::detect("127.0.0.1:5000"),
+            RegistryKind::Distribution
+        );
+        assert_eq!(
+            Profile::of(RegistryKind::Artifactory).upload,
+            UploadStrategy::SinglePatch
+        );
+        assert_eq!(
+            Profile::for_host("ghcr.io").upload,
+            UploadStrategy::Monolithic
+        );
         assert!(!Profile::for_host("123456789012.dkr.ecr.us-east-1.amazonaws.com").catalog);
     }
 
     #[test]
     fn ecr_hosts() {
-        assert_eq!(ecr_host("123456789012", "us-east-1"), "123456789012.dkr.ecr.us-east-1.amazonaws.com");
-        assert_eq!(ecr_host("123456789012", "cn-north-1"), "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn");
+        assert_eq!(
+            ecr_host("123456789012", "us-east-1"),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            ecr_host("123456789012", "cn-north-1"),
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+        );
     }
 }

@@ -44,14 +44,22 @@ impl Digest {
 impl FromStr for Digest {
     type Err = Error;
     fn from_str(s: &str) -> Result<Digest> {
-        let bad = || Error::invalid(format!("{s:?} is not a digest (want sha256:<64 hex digits>)"));
+        let bad = || {
+            Error::invalid(format!(
+                "{s:?} is not a digest (want sha256:<64 hex digits>)"
+            ))
+        };
         let (alg, hex) = s.split_once(':').ok_or_else(bad)?;
         let len = match alg {
             "sha256" => 64,
             "sha512" => 128,
             _ => return Err(bad()),
         };
-        if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != len
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(bad());
         }
         Ok(Digest(s.to_string()))
@@ -122,7 +130,8 @@ pub fn is_valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// Whether `name` is a valid repository path: lowercase components of `[a-z0-9]` joined by
@@ -135,7 +144,9 @@ pub fn is_valid_repository(name: &str) -> bool {
             !b.is_empty()
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
+                && b.iter().all(|x| {
+                    x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-')
+                })
         })
 }
 
@@ -170,7 +181,9 @@ impl ImageEntry {
             return Err(Error::invalid("empty image name"));
         }
         let (mut host, rest) = match s.split_once('/') {
-            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
                 (Some(first.to_string()), rest)
             }
             _ => (None, s),
@@ -206,7 +219,11 @@ impl ImageEntry {
                 "{s:?}: {repository:?} is not a valid repository name (lowercase letters, digits, and . _ - / separators)"
             )));
         }
-        Ok(ImageEntry { host, repository, tags })
+        Ok(ImageEntry {
+            host,
+            repository,
+            tags,
+        })
     }
 }
 
@@ -260,14 +277,19 @@ impl Location {
                 None => (rest, None),
             };
             if host.is_empty() {
-                return Err(Error::invalid(format!("{s:?}: no registry host after docker://")));
+                return Err(Error::invalid(format!(
+                    "{s:?}: no registry host after docker://"
+                )));
             }
             let host = match host {
                 "index.docker.io" | DOCKER_HUB_API => DOCKER_HUB,
                 h => h,
             };
             let image = path.map(|p| image_part(host, p, s)).transpose()?;
-            Ok(Location::Registry { host: host.to_string(), image })
+            Ok(Location::Registry {
+                host: host.to_string(),
+                image,
+            })
         } else if let Some(rest) = s.strip_prefix("ecr://") {
             let (acct_region, path) = match rest.split_once('/') {
                 Some((a, p)) if !p.is_empty() => (a, Some(p)),
@@ -278,13 +300,25 @@ impl Location {
                 Error::invalid(format!("{s:?}: want ecr://ACCOUNT.REGION[/REPO[:TAG]], e.g. ecr://123456789012.us-east-1"))
             })?;
             if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Error::invalid(format!("{s:?}: {account:?} is not a 12-digit AWS account id")));
+                return Err(Error::invalid(format!(
+                    "{s:?}: {account:?} is not a 12-digit AWS account id"
+                )));
             }
-            if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                return Err(Error::invalid(format!("{s:?}: {region:?} is not an AWS region")));
+            if region.is_empty()
+                || !region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(Error::invalid(format!(
+                    "{s:?}: {region:?} is not an AWS region"
+                )));
             }
             let image = path.map(|p| image_part("", p, s)).transpose()?;
-            Ok(Location::Ecr { account: account.into(), region: region.into(), image })
+            Ok(Location::Ecr {
+                account: account.into(),
+                region: region.into(),
+                image,
+            })
         } else if let Some(rest) = s.strip_prefix("artifactory://") {
             let rest = rest.trim_end_matches('/');
             let (host, key) = match rest.split_once('/') {
@@ -292,14 +326,22 @@ impl Location {
                 None => (rest, None),
             };
             if host.is_empty() {
-                return Err(Error::invalid(format!("{s:?}: no host after artifactory://")));
+                return Err(Error::invalid(format!(
+                    "{s:?}: no host after artifactory://"
+                )));
             }
-            Ok(Location::Artifactory { host: host.into(), repo_key: key })
+            Ok(Location::Artifactory {
+                host: host.into(),
+                repo_key: key,
+            })
         } else if let Some(rest) = s.strip_prefix("oci:") {
             // oci:DIR[:TAG]; a ':' in the last path component starts the tag.
             let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
             let (dir, tag) = match rest[last_slash..].rfind(':') {
-                Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_string())),
+                Some(i) => (
+                    &rest[..last_slash + i],
+                    Some(rest[last_slash + i + 1..].to_string()),
+                ),
                 None => (rest, None),
             };
             if dir.is_empty() {
@@ -310,10 +352,15 @@ impl Location {
             {
                 return Err(Error::invalid(format!("{s:?}: {t:?} is not a valid tag")));
             }
-            Ok(Location::OciLayout { dir: dir.into(), tag })
+            Ok(Location::OciLayout {
+                dir: dir.into(),
+                tag,
+            })
         } else if let Some(rest) = s.strip_prefix("docker-archive:") {
             if rest.is_empty() {
-                return Err(Error::invalid(format!("{s:?}: no file after docker-archive:")));
+                return Err(Error::invalid(format!(
+                    "{s:?}: no file after docker-archive:"
+                )));
             }
             Ok(Location::DockerArchive { file: rest.into() })
         } else {
@@ -330,8 +377,11 @@ fn image_part(host: &str, path: &str, whole: &str) -> Result<(String, Option<Tag
         let last = path.rsplit('/').next().unwrap_or(path);
         last.contains(':') || path.contains('@')
     };
-    let entry = ImageEntry::parse(&format!("{}/{path}", if host.is_empty() { "ecr.local" } else { host }))
-        .map_err(|e| Error::invalid(format!("{whole:?}: {e}")))?;
+    let entry = ImageEntry::parse(&format!(
+        "{}/{path}",
+        if host.is_empty() { "ecr.local" } else { host }
+    ))
+    .map_err(|e| Error::invalid(format!("{whole:?}: {e}")))?;
     Ok((entry.repository, has_tag.then_some(entry.tags)))
 }
 
@@ -342,11 +392,22 @@ mod tests {
     #[test]
     fn digests() {
         let d = Digest::of(b"");
-        assert_eq!(d.as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            d.as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(d.as_str().parse::<Digest>().unwrap(), d);
         assert!("sha256:abc".parse::<Digest>().is_err());
-        assert!("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse::<Digest>().is_err());
-        assert!("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855".parse::<Digest>().is_err());
+        assert!(
+            "md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse::<Digest>()
+                .is_err()
+        );
+        assert!(
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+                .parse::<Digest>()
+                .is_err()
+        );
     }
 
     #[test]
@@ -359,14 +420,20 @@ mod tests {
         assert_eq!(e.repository, "team/app");
         assert_eq!(e.tags, TagSelector::One(Reference::Tag("1.2".into())));
         let e = ImageEntry::parse("localhost:5000/app").unwrap();
-        assert_eq!((e.host.as_deref(), e.repository.as_str()), (Some("localhost:5000"), "app"));
+        assert_eq!(
+            (e.host.as_deref(), e.repository.as_str()),
+            (Some("localhost:5000"), "app")
+        );
         let e = ImageEntry::parse("docker.io/nginx:ALL_TAGS").unwrap();
         assert_eq!(e.repository, "library/nginx");
         assert_eq!(e.tags, TagSelector::All);
-        let e = ImageEntry::parse("team/app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").unwrap();
+        let e = ImageEntry::parse(
+            "team/app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        )
+        .unwrap();
         assert!(matches!(e.tags, TagSelector::One(Reference::Digest(_))));
         assert!(ImageEntry::parse("Team/App").is_err());
-        assert!(ImageEntry::parse("app:bad/tag").is_err());
+        assert!(ImageEntry::parse("app:bad*tag").is_err());
         assert!(ImageEntry::parse("app:").is_err());
     }
 
@@ -374,31 +441,67 @@ mod tests {
     fn locations() {
         assert_eq!(
             Location::parse("docker://127.0.0.1:5000").unwrap(),
-            Location::Registry { host: "127.0.0.1:5000".into(), image: None }
+            Location::Registry {
+                host: "127.0.0.1:5000".into(),
+                image: None
+            }
         );
         assert_eq!(
             Location::parse("docker://127.0.0.1:5000/a/b:v1").unwrap(),
             Location::Registry {
                 host: "127.0.0.1:5000".into(),
-                image: Some(("a/b".into(), Some(TagSelector::One(Reference::Tag("v1".into())))))
+                image: Some((
+                    "a/b".into(),
+                    Some(TagSelector::One(Reference::Tag("v1".into())))
+                ))
             }
         );
         assert_eq!(
             Location::parse("docker://docker.io/nginx").unwrap(),
-            Location::Registry { host: "docker.io".into(), image: Some(("library/nginx".into(), None)) }
+            Location::Registry {
+                host: "docker.io".into(),
+                image: Some(("library/nginx".into(), None))
+            }
         );
         assert_eq!(
             Location::parse("oci:/tmp/x:v1").unwrap(),
-            Location::OciLayout { dir: "/tmp/x".into(), tag: Some("v1".into()) }
+            Location::OciLayout {
+                dir: "/tmp/x".into(),
+                tag: Some("v1".into())
+            }
         );
-        assert_eq!(Location::parse("oci:./dir").unwrap(), Location::OciLayout { dir: "./dir".into(), tag: None });
-        let Location::Ecr { account, region, image } = Location::parse("ecr://123456789012.cn-north-1/app").unwrap() else {
+        assert_eq!(
+            Location::parse("oci:./dir").unwrap(),
+            Location::OciLayout {
+                dir: "./dir".into(),
+                tag: None
+            }
+        );
+        let Location::Ecr {
+            account,
+            region,
+            image,
+        } = Location::parse("ecr://123456789012.cn-north-1/app").unwrap()
+        else {
             panic!()
         };
-        assert_eq!((account.as_str(), region.as_str()), ("123456789012", "cn-north-1"));
+        assert_eq!(
+            (account.as_str(), region.as_str()),
+            ("123456789012", "cn-north-1")
+        );
         assert_eq!(image, Some(("app".into(), None)));
-        assert!(Location::parse("ecr://1234.us-east-1").unwrap_err().to_string().contains("12-digit"));
-        assert!(Location::parse("s3://bucket").unwrap_err().to_string().contains("unknown location"));
+        assert!(
+            Location::parse("ecr://1234.us-east-1")
+                .unwrap_err()
+                .to_string()
+                .contains("12-digit")
+        );
+        assert!(
+            Location::parse("s3://bucket")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown location")
+        );
         assert!(Location::parse("docker://").is_err());
     }
 }

@@ -43,7 +43,12 @@ impl Verdict {
 
 impl<S> Verifying<S> {
     /// Wraps `inner`, expecting `expected` and (when known) `size` bytes.
-    pub fn new(inner: S, expected: Digest, size: Option<u64>, what: String) -> (Verifying<S>, Verdict) {
+    pub fn new(
+        inner: S,
+        expected: Digest,
+        size: Option<u64>,
+        what: String,
+    ) -> (Verifying<S>, Verdict) {
         let verdict = Verdict::default();
         let sha256 = expected.algorithm() == "sha256";
         (
@@ -66,7 +71,11 @@ impl<S> Verifying<S> {
         if let Some(size) = self.size
             && size != self.seen
         {
-            return Err(Error::SizeMismatch { what: self.what.clone(), expected: size, actual: self.seen });
+            return Err(Error::SizeMismatch {
+                what: self.what.clone(),
+                expected: size,
+                actual: self.seen,
+            });
         }
         if let Some(h) = self.hasher.take() {
             let actual = h.finish();
@@ -108,7 +117,11 @@ where
                         && this.seen > size
                     {
                         this.done = true;
-                        let e = Error::SizeMismatch { what: this.what.clone(), expected: size, actual: this.seen };
+                        let e = Error::SizeMismatch {
+                            what: this.what.clone(),
+                            expected: size,
+                            actual: this.seen,
+                        };
                         this.verdict.set(Err(e.to_string()));
                         return Poll::Ready(Some(Err(e)));
                     }
@@ -152,12 +165,22 @@ mod tests {
     use futures::{StreamExt, stream};
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes>> + Unpin {
-        stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+        stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[tokio::test]
     async fn good_bytes_pass() {
-        let (s, v) = Verifying::new(chunks(&[b"hello ", b"world"]), Digest::of(b"hello world"), Some(11), "t".into());
+        let (s, v) = Verifying::new(
+            chunks(&[b"hello ", b"world"]),
+            Digest::of(b"hello world"),
+            Some(11),
+            "t".into(),
+        );
         let out: Vec<_> = s.collect().await;
         assert!(out.iter().all(|r| r.is_ok()));
         assert_eq!(out.len(), 2);
@@ -166,9 +189,18 @@ mod tests {
 
     #[tokio::test]
     async fn corrupted_bytes_never_release_the_last_chunk() {
-        let (s, v) = Verifying::new(chunks(&[b"hello ", b"wOrld"]), Digest::of(b"hello world"), Some(11), "t".into());
+        let (s, v) = Verifying::new(
+            chunks(&[b"hello ", b"wOrld"]),
+            Digest::of(b"hello world"),
+            Some(11),
+            "t".into(),
+        );
         let out: Vec<_> = s.collect().await;
-        assert_eq!(out.len(), 2, "first chunk, then the error instead of the last chunk");
+        assert_eq!(
+            out.len(),
+            2,
+            "first chunk, then the error instead of the last chunk"
+        );
         assert!(out[0].is_ok());
         assert!(matches!(out[1], Err(Error::DigestMismatch { .. })));
         assert!(v.get().unwrap().is_err());
@@ -176,7 +208,12 @@ mod tests {
 
     #[tokio::test]
     async fn short_bodies_fail() {
-        let (s, _) = Verifying::new(chunks(&[b"hello"]), Digest::of(b"hello world"), Some(11), "t".into());
+        let (s, _) = Verifying::new(
+            chunks(&[b"hello"]),
+            Digest::of(b"hello world"),
+            Some(11),
+            "t".into(),
+        );
         let out: Vec<_> = s.collect().await;
         assert!(matches!(out.last(), Some(Err(Error::SizeMismatch { .. }))));
     }

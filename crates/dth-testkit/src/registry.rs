@@ -339,7 +339,8 @@ impl OciLayout {
     pub fn layer(&mut self, content: &[u8]) -> Written {
         let gz = gzip_stored(content);
         let w = self.blob(&gz, OCI_LAYER_GZIP);
-        self.diff_ids.insert(w.digest.clone(), sha256_digest(content));
+        self.diff_ids
+            .insert(w.digest.clone(), sha256_digest(content));
         w
     }
 
@@ -656,7 +657,7 @@ async fn proxy_handle(
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
     }
-    if faults.throttle_every > 0 && n % faults.throttle_every == 0 {
+    if faults.throttle_every > 0 && n.is_multiple_of(faults.throttle_every) {
         s.throttled.fetch_add(1, Ordering::SeqCst);
         let _ = req.into_body().collect().await;
         let mut r = proxy_full(

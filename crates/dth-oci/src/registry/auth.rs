@@ -26,7 +26,10 @@ pub struct Credentials {
 impl Credentials {
     /// Credentials from a user name and password (or token).
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        Credentials { username: username.into(), password: password.into() }
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
     }
 
     /// Parses `USER:PASSWORD` (the password may hold `:`).
@@ -43,7 +46,10 @@ impl Credentials {
     }
 
     fn basic_header(&self) -> String {
-        format!("Basic {}", STANDARD.encode(format!("{}:{}", self.username, self.password)))
+        format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}:{}", self.username, self.password))
+        )
     }
 
     /// Reads the entry for `host` from a Docker `config.json` (`auths.<host>.auth`, base64 of
@@ -51,12 +57,17 @@ impl Credentials {
     /// historical `https://index.docker.io/v1/` key too. `Ok(None)` when the file has no entry.
     pub fn from_auth_file(path: &Path, host: &str) -> Result<Option<Credentials>> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let doc: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid(format!("{}: not a Docker config.json: {e}", path.display())))?;
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::invalid(format!("{}: not a Docker config.json: {e}", path.display()))
+        })?;
         let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
             return Ok(None);
         };
-        let mut keys = vec![host.to_string(), format!("https://{host}"), format!("http://{host}")];
+        let mut keys = vec![
+            host.to_string(),
+            format!("https://{host}"),
+            format!("http://{host}"),
+        ];
         if host == crate::reference::DOCKER_HUB || host == crate::reference::DOCKER_HUB_API {
             keys.push("https://index.docker.io/v1/".into());
             keys.push("index.docker.io".into());
@@ -70,14 +81,23 @@ impl Credentials {
                 && !auth.is_empty()
             {
                 let decoded = STANDARD.decode(auth).map_err(|_| {
-                    Error::invalid(format!("{}: the auth entry for {host} is not base64", path.display()))
+                    Error::invalid(format!(
+                        "{}: the auth entry for {host} is not base64",
+                        path.display()
+                    ))
                 })?;
                 let decoded = String::from_utf8(decoded).map_err(|_| {
-                    Error::invalid(format!("{}: the auth entry for {host} is not UTF-8", path.display()))
+                    Error::invalid(format!(
+                        "{}: the auth entry for {host} is not UTF-8",
+                        path.display()
+                    ))
                 })?;
-                return Credentials::parse(&decoded)
-                    .map(Some)
-                    .map_err(|_| Error::invalid(format!("{}: the auth entry for {host} is not user:password", path.display())));
+                return Credentials::parse(&decoded).map(Some).map_err(|_| {
+                    Error::invalid(format!(
+                        "{}: the auth entry for {host} is not user:password",
+                        path.display()
+                    ))
+                });
             }
             if let (Some(u), Some(p)) = (
                 entry.get("username").and_then(|v| v.as_str()),
@@ -119,7 +139,9 @@ impl Challenge {
     /// Parses one `WWW-Authenticate` value; `None` for schemes we do not speak.
     pub fn parse(header: &str) -> Option<Challenge> {
         let header = header.trim();
-        let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
+        let (scheme, rest) = header
+            .split_once(char::is_whitespace)
+            .unwrap_or((header, ""));
         let params = parse_params(rest);
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => Some(Challenge::Basic),
@@ -141,7 +163,8 @@ fn parse_params(s: &str) -> HashMap<String, String> {
         while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
             chars.next();
         }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
         if key.is_empty() {
             break;
         }
@@ -159,7 +182,10 @@ fn parse_params(s: &str) -> HashMap<String, String> {
                 }
             }
         } else {
-            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect::<String>().trim().to_string();
+            value = std::iter::from_fn(|| chars.next_if(|c| *c != ','))
+                .collect::<String>()
+                .trim()
+                .to_string();
         }
         out.insert(key.trim().to_ascii_lowercase(), value);
     }
@@ -212,23 +238,35 @@ impl AuthState {
 
     /// The credentials in use.
     pub(crate) fn credentials(&self) -> Option<Credentials> {
-        self.credentials.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the credentials (ECR tokens are refreshed before they expire) and drops cached
     /// tokens made with the old ones.
     pub(crate) fn set_credentials(&self, c: Option<Credentials>) {
         *self.credentials.lock().unwrap_or_else(|e| e.into_inner()) = c;
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn challenge(&self) -> Option<Challenge> {
-        self.challenge.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.challenge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Forgets the token for these scopes (after a 401 with it).
     pub(crate) fn invalidate(&self, scopes: &[String]) {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&scopes.join(" "));
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&scopes.join(" "));
     }
 
     /// The `Authorization` header for a request needing `scopes`, fetching a token if needed.
@@ -240,17 +278,28 @@ impl AuthState {
     ) -> Result<Option<String>> {
         match self.challenge() {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.credentials().as_ref().map(Credentials::basic_header)),
+            Some(Challenge::Basic) => {
+                Ok(self.credentials().as_ref().map(Credentials::basic_header))
+            }
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = scopes.join(" ");
-                if let Some(t) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+                if let Some(t) = self
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
                     && t.expires > Instant::now()
                 {
                     return Ok(Some(format!("Bearer {}", t.value)));
                 }
-                let token = self.fetch_token(http, &realm, service.as_deref(), scopes, timeout).await?;
+                let token = self
+                    .fetch_token(http, &realm, service.as_deref(), scopes, timeout)
+                    .await?;
                 let header = format!("Bearer {}", token.value);
-                self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(key, token);
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, token);
                 Ok(Some(header))
             }
         }
@@ -297,7 +346,11 @@ impl AuthState {
                 detail: format!(
                     "token server {} answered {status}{}",
                     url.origin().ascii_serialization(),
-                    if credentials.is_none() { " (no credentials given)" } else { "" }
+                    if credentials.is_none() {
+                        " (no credentials given)"
+                    } else {
+                        ""
+                    }
                 ),
             });
         }
@@ -329,7 +382,10 @@ impl AuthState {
 
 /// The scope for pulling from or pushing to a repository.
 pub fn scope(repository: &str, push: bool) -> String {
-    format!("repository:{repository}:{}", if push { "pull,push" } else { "pull" })
+    format!(
+        "repository:{repository}:{}",
+        if push { "pull,push" } else { "pull" }
+    )
 }
 
 #[cfg(test)]
@@ -338,7 +394,10 @@ mod tests {
 
     #[test]
     fn challenges() {
-        assert_eq!(Challenge::parse("Basic realm=\"Registry Realm\""), Some(Challenge::Basic));
+        assert_eq!(
+            Challenge::parse("Basic realm=\"Registry Realm\""),
+            Some(Challenge::Basic)
+        );
         assert_eq!(
             Challenge::parse(
                 r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#
@@ -351,7 +410,11 @@ mod tests {
         );
         assert_eq!(
             Challenge::parse("bearer realm=https://r.example/token, service=r"),
-            Some(Challenge::Bearer { realm: "https://r.example/token".into(), service: Some("r".into()), scope: None })
+            Some(Challenge::Bearer {
+                realm: "https://r.example/token".into(),
+                service: Some("r".into()),
+                scope: None
+            })
         );
         assert_eq!(Challenge::parse("Negotiate"), None);
         assert_eq!(Challenge::parse("Bearer service=x"), None);
@@ -362,7 +425,10 @@ mod tests {
         let c = Credentials::parse("user:pa:ss").unwrap();
         assert_eq!(c.password(), "pa:ss");
         let shown = format!("{c:?}");
-        assert!(shown.contains("user") && !shown.contains("pa:ss"), "{shown}");
+        assert!(
+            shown.contains("user") && !shown.contains("pa:ss"),
+            "{shown}"
+        );
         assert!(Credentials::parse("nocolon").is_err());
     }
 
@@ -378,10 +444,18 @@ mod tests {
             ),
         )
         .unwrap();
-        let c = Credentials::from_auth_file(&path, "127.0.0.1:5000").unwrap().unwrap();
+        let c = Credentials::from_auth_file(&path, "127.0.0.1:5000")
+            .unwrap()
+            .unwrap();
         assert_eq!((c.username.as_str(), c.password()), ("alice", "s3cret"));
-        let c = Credentials::from_auth_file(&path, "docker.io").unwrap().unwrap();
+        let c = Credentials::from_auth_file(&path, "docker.io")
+            .unwrap()
+            .unwrap();
         assert_eq!(c.username, "hub");
-        assert!(Credentials::from_auth_file(&path, "other:1").unwrap().is_none());
+        assert!(
+            Credentials::from_auth_file(&path, "other:1")
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -233,7 +233,13 @@ impl fmt::Debug for RegistryClient {
 }
 
 fn is_loopback(host: &str) -> bool {
-    let h = host.rsplit_once(':').map_or(host, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host });
+    let h = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
     h == "localhost" || h.starts_with("127.") || h == "[::1]"
 }
 
@@ -249,8 +255,13 @@ impl RegistryClient {
             .pool_max_idle_per_host(64)
             .user_agent(concat!("dth/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Transport { what: format!("HTTP client for {}", config.host), source: e.without_url() })?;
-        let profile = config.profile.unwrap_or_else(|| Profile::for_host(&config.host));
+            .map_err(|e| Error::Transport {
+                what: format!("HTTP client for {}", config.host),
+                source: e.without_url(),
+            })?;
+        let profile = config
+            .profile
+            .unwrap_or_else(|| Profile::for_host(&config.host));
         let candidates: Vec<String> = match &config.endpoint {
             Some(u) => vec![u.as_str().trim_end_matches('/').to_string()],
             None => {
@@ -331,14 +342,28 @@ impl RegistryClient {
         self.inner.stats.pings.fetch_add(1, Ordering::Relaxed);
         let mut backoff = Backoff::new(self.inner.retry);
         loop {
-            let sent = self.inner.http.get(url.clone()).timeout(self.inner.timeout).send().await;
+            let sent = self
+                .inner
+                .http
+                .get(url.clone())
+                .timeout(self.inner.timeout)
+                .send()
+                .await;
             match sent {
                 Err(e) if e.is_connect() || e.is_builder() => {
-                    return Err(Error::Transport { what: format!("GET {url}"), source: e.without_url() });
+                    return Err(Error::Transport {
+                        what: format!("GET {url}"),
+                        source: e.without_url(),
+                    });
                 }
                 Err(e) => match backoff.next(None) {
                     Some(wait) => tokio::time::sleep(wait).await,
-                    None => return Err(Error::Transport { what: format!("GET {url}"), source: e.without_url() }),
+                    None => {
+                        return Err(Error::Transport {
+                            what: format!("GET {url}"),
+                            source: e.without_url(),
+                        });
+                    }
                 },
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
                     let challenge = r
@@ -387,10 +412,16 @@ impl RegistryClient {
         scopes: &[String],
         headers: HeaderMap,
         mut body: Body,
-        stream_body: bool,
     ) -> Result<reqwest::Response> {
         let inner = &self.inner;
-        let action = if matches!(kind, Kind::ManifestPut | Kind::Upload) { Action::Push } else { Action::Pull };
+        // Long transfers (a streamed upload body, a blob download) get no total timeout: every
+        // read has the client's read timeout instead.
+        let stream_body = matches!(body, Body::Stream(_)) || kind == Kind::BlobGet;
+        let action = if matches!(kind, Kind::ManifestPut | Kind::Upload) {
+            Action::Push
+        } else {
+            Action::Pull
+        };
         let window = match action {
             Action::Pull => &inner.pull,
             Action::Push => &inner.push,
@@ -415,11 +446,18 @@ impl RegistryClient {
             };
             counter.fetch_add(1, Ordering::Relaxed);
             let slot = window.acquire().await;
-            let mut rb = inner.http.request(method.clone(), url.clone()).headers(headers.clone());
+            let mut rb = inner
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             if !stream_body {
                 rb = rb.timeout(inner.timeout);
             }
-            if let Some(h) = inner.auth.header(&inner.http, scopes, inner.timeout).await? {
+            if let Some(h) = inner
+                .auth
+                .header(&inner.http, scopes, inner.timeout)
+                .await?
+            {
                 rb = rb.header(header::AUTHORIZATION, h);
             }
             let sendable_again = !matches!(body, Body::Stream(_));
@@ -428,7 +466,11 @@ impl RegistryClient {
                 Body::Bytes(b) => rb.body(b.clone()),
                 Body::Stream(s) => match s.take() {
                     Some(s) => rb.body(s),
-                    None => return Err(Error::invalid(format!("{method} {url}: a streamed body cannot be sent twice"))),
+                    None => {
+                        return Err(Error::invalid(format!(
+                            "{method} {url}: a streamed body cannot be sent twice"
+                        )));
+                    }
                 },
             };
             // Without a streamed body the whole request has `timeout`; with one, every read on
@@ -443,7 +485,10 @@ impl RegistryClient {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    return Err(Error::Transport { what: format!("{method} {url}"), source: e.without_url() });
+                    return Err(Error::Transport {
+                        what: format!("{method} {url}"),
+                        source: e.without_url(),
+                    });
                 }
             };
             let status = resp.status();
@@ -488,7 +533,13 @@ impl RegistryClient {
         }
     }
 
-    async fn auth_error(&self, resp: reqwest::Response, method: &str, url: &Url, what: String) -> Error {
+    async fn auth_error(
+        &self,
+        resp: reqwest::Response,
+        method: &str,
+        url: &Url,
+        what: String,
+    ) -> Error {
         let status = resp.status();
         let has_creds = self.inner.auth.credentials().is_some();
         let inner = error_from(resp, method, url).await;
@@ -506,7 +557,13 @@ impl RegistryClient {
         }
     }
 
-    async fn check(&self, resp: reqwest::Response, method: &str, url: &Url, what: impl FnOnce() -> String) -> Result<reqwest::Response> {
+    async fn check(
+        &self,
+        resp: reqwest::Response,
+        method: &str,
+        url: &Url,
+        what: impl FnOnce() -> String,
+    ) -> Result<reqwest::Response> {
         let status = resp.status();
         if status.is_success() {
             Ok(resp)
@@ -521,12 +578,21 @@ impl RegistryClient {
     pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<ManifestHead>> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
         let resp = self
-            .send(Kind::ManifestHead, Method::HEAD, url.clone(), &[scope(repo, false)], accept_manifests(), Body::Empty, false)
+            .send(
+                Kind::ManifestHead,
+                Method::HEAD,
+                url.clone(),
+                &[scope(repo, false)],
+                accept_manifests(),
+                Body::Empty,
+            )
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.check(resp, "HEAD", &url, || format!("{repo}:{reference}")).await?;
+        let resp = self
+            .check(resp, "HEAD", &url, || format!("{repo}:{reference}"))
+            .await?;
         let h = resp.headers();
         let Some(digest) = h.get("docker-content-digest").and_then(|v| v.to_str().ok()) else {
             // Without the header we must GET to know the digest.
@@ -534,8 +600,15 @@ impl RegistryClient {
         };
         Ok(Some(ManifestHead {
             digest: digest.parse()?,
-            media_type: h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
-            size: h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()),
+            media_type: h
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            size: h
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
         }))
     }
 
@@ -546,9 +619,18 @@ impl RegistryClient {
         let mut backoff = Backoff::new(self.inner.retry);
         loop {
             let resp = self
-                .send(Kind::ManifestGet, Method::GET, url.clone(), &[scope(repo, false)], accept_manifests(), Body::Empty, false)
+                .send(
+                    Kind::ManifestGet,
+                    Method::GET,
+                    url.clone(),
+                    &[scope(repo, false)],
+                    accept_manifests(),
+                    Body::Empty,
+                )
                 .await?;
-            let resp = self.check(resp, "GET", &url, || format!("{repo}:{reference}")).await?;
+            let resp = self
+                .check(resp, "GET", &url, || format!("{repo}:{reference}"))
+                .await?;
             let media_type = resp
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -566,7 +648,12 @@ impl RegistryClient {
                         tokio::time::sleep(w).await;
                         continue;
                     }
-                    None => return Err(Error::Transport { what: format!("GET {url}"), source: e.without_url() }),
+                    None => {
+                        return Err(Error::Transport {
+                            what: format!("GET {url}"),
+                            source: e.without_url(),
+                        });
+                    }
                 },
             };
             let actual = Digest::of(&bytes);
@@ -587,30 +674,55 @@ impl RegistryClient {
                     actual: actual.to_string(),
                 });
             }
-            return Manifest::new(bytes, media_type, format!("{}/{repo}:{reference}", self.inner.host));
+            return Manifest::new(
+                bytes,
+                media_type,
+                format!("{}/{repo}:{reference}", self.inner.host),
+            );
         }
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>` with the exact bytes and media type, so the digest
     /// is preserved; checks the digest the registry answers with.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, manifest: &Manifest) -> Result<()> {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<()> {
         if manifest.bytes.len() > self.inner.profile.max_manifest {
             return Err(Error::Manifest {
                 what: format!("{repo}:{reference}"),
-                detail: format!("{} bytes exceed the registry's manifest limit", manifest.bytes.len()),
+                detail: format!(
+                    "{} bytes exceed the registry's manifest limit",
+                    manifest.bytes.len()
+                ),
             });
         }
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_str(&manifest.media_type).map_err(|_| Error::invalid("bad media type"))?,
+            HeaderValue::from_str(&manifest.media_type)
+                .map_err(|_| Error::invalid("bad media type"))?,
         );
         let resp = self
-            .send(Kind::ManifestPut, Method::PUT, url.clone(), &[scope(repo, true)], headers, Body::Bytes(manifest.bytes.clone()), false)
+            .send(
+                Kind::ManifestPut,
+                Method::PUT,
+                url.clone(),
+                &[scope(repo, true)],
+                headers,
+                Body::Bytes(manifest.bytes.clone()),
+            )
             .await?;
-        let resp = self.check(resp, "PUT", &url, || format!("push {repo}:{reference}")).await?;
-        if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok())
+        let resp = self
+            .check(resp, "PUT", &url, || format!("push {repo}:{reference}"))
+            .await?;
+        if let Some(d) = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
             && d != manifest.digest.as_str()
         {
             return Err(Error::DigestMismatch {
@@ -626,13 +738,29 @@ impl RegistryClient {
     pub async fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let resp = self
-            .send(Kind::BlobHead, Method::HEAD, url.clone(), &[scope(repo, false)], HeaderMap::new(), Body::Empty, false)
+            .send(
+                Kind::BlobHead,
+                Method::HEAD,
+                url.clone(),
+                &[scope(repo, false)],
+                HeaderMap::new(),
+                Body::Empty,
+            )
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.check(resp, "HEAD", &url, || format!("blob {digest} in {repo}")).await?;
-        Ok(Some(resp.content_length().unwrap_or(0)))
+        let resp = self
+            .check(resp, "HEAD", &url, || format!("blob {digest} in {repo}"))
+            .await?;
+        // The header, not `content_length()`: a HEAD answer has no body, so that says 0.
+        Ok(Some(
+            resp.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ))
     }
 
     /// `GET /v2/<repo>/blobs/<digest>` as a stream (redirects followed without `Authorization`).
@@ -640,14 +768,26 @@ impl RegistryClient {
     pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<BlobStream> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let resp = self
-            .send(Kind::BlobGet, Method::GET, url.clone(), &[scope(repo, false)], HeaderMap::new(), Body::Empty, true)
+            .send(
+                Kind::BlobGet,
+                Method::GET,
+                url.clone(),
+                &[scope(repo, false)],
+                HeaderMap::new(),
+                Body::Empty,
+            )
             .await?;
-        let resp = self.check(resp, "GET", &url, || format!("blob {digest} in {repo}")).await?;
+        let resp = self
+            .check(resp, "GET", &url, || format!("blob {digest} in {repo}"))
+            .await?;
         let size = resp.content_length();
         let what = format!("GET {url}");
         let stream = resp
             .bytes_stream()
-            .map_err(move |e| Error::Transport { what: what.clone(), source: e.without_url() })
+            .map_err(move |e| Error::Transport {
+                what: what.clone(),
+                source: e.without_url(),
+            })
             .boxed();
         Ok(BlobStream { size, stream })
     }
@@ -655,15 +795,26 @@ impl RegistryClient {
     /// `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<from>`.
     pub async fn mount_blob(&self, repo: &str, digest: &Digest, from: &str) -> Result<Mount> {
         let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
-        url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", from);
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from);
         let resp = self
-            .send(Kind::Upload, Method::POST, url.clone(), &[scope(repo, true), scope(from, false)], content_length_zero(), Body::Empty, false)
+            .send(
+                Kind::Upload,
+                Method::POST,
+                url.clone(),
+                &[scope(repo, true), scope(from, false)],
+                content_length_zero(),
+                Body::Empty,
+            )
             .await?;
         if resp.status() == StatusCode::CREATED {
             self.inner.stats.mounts.fetch_add(1, Ordering::Relaxed);
             return Ok(Mount::Mounted);
         }
-        let resp = self.check(resp, "POST", &url, || format!("mount {digest} into {repo}")).await?;
+        let resp = self
+            .check(resp, "POST", &url, || format!("mount {digest} into {repo}"))
+            .await?;
         Ok(Mount::Upload(self.location(&resp, &url)?))
     }
 
@@ -671,9 +822,18 @@ impl RegistryClient {
     pub async fn start_upload(&self, repo: &str) -> Result<Url> {
         let url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         let resp = self
-            .send(Kind::Upload, Method::POST, url.clone(), &[scope(repo, true)], content_length_zero(), Body::Empty, false)
+            .send(
+                Kind::Upload,
+                Method::POST,
+                url.clone(),
+                &[scope(repo, true)],
+                content_length_zero(),
+                Body::Empty,
+            )
             .await?;
-        let resp = self.check(resp, "POST", &url, || format!("upload to {repo}")).await?;
+        let resp = self
+            .check(resp, "POST", &url, || format!("upload to {repo}"))
+            .await?;
         self.location(&resp, &url)
     }
 
@@ -689,7 +849,8 @@ impl RegistryClient {
                 code: None,
                 message: Some("upload answer without Location".into()),
             })?;
-        url.join(loc).map_err(|e| Error::invalid(format!("bad upload Location {loc:?}: {e}")))
+        url.join(loc)
+            .map_err(|e| Error::invalid(format!("bad upload Location {loc:?}: {e}")))
     }
 
     /// Uploads a blob's bytes into an open session and closes it with `?digest=`, using the
@@ -706,35 +867,71 @@ impl RegistryClient {
             UploadStrategy::Monolithic => {
                 let url = with_digest(location, digest);
                 let mut headers = HeaderMap::new();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
                 let resp = self
-                    .send(Kind::Upload, Method::PUT, url.clone(), &[scope(repo, true)], headers, Body::Stream(Some(reqwest::Body::wrap_stream(body))), true)
+                    .send(
+                        Kind::Upload,
+                        Method::PUT,
+                        url.clone(),
+                        &[scope(repo, true)],
+                        headers,
+                        Body::Stream(Some(reqwest::Body::wrap_stream(body))),
+                    )
                     .await?;
-                self.check(resp, "PUT", &url, || format!("blob {digest} into {repo}")).await?;
+                self.check(resp, "PUT", &url, || format!("blob {digest} into {repo}"))
+                    .await?;
                 Ok(())
             }
             UploadStrategy::SinglePatch => {
                 let mut headers = HeaderMap::new();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
                 let resp = self
-                    .send(Kind::Upload, Method::PATCH, location.clone(), &[scope(repo, true)], headers, Body::Stream(Some(reqwest::Body::wrap_stream(body))), true)
+                    .send(
+                        Kind::Upload,
+                        Method::PATCH,
+                        location.clone(),
+                        &[scope(repo, true)],
+                        headers,
+                        Body::Stream(Some(reqwest::Body::wrap_stream(body))),
+                    )
                     .await?;
-                let resp = self.check(resp, "PATCH", &location, || format!("blob {digest} into {repo}")).await?;
+                let resp = self
+                    .check(resp, "PATCH", &location, || {
+                        format!("blob {digest} into {repo}")
+                    })
+                    .await?;
                 let next = self.location(&resp, &location)?;
                 self.finish_upload(repo, next, digest).await
             }
-            UploadStrategy::Chunked(chunk) => self.upload_chunked(repo, location, digest, chunk.max(1), body).await,
+            UploadStrategy::Chunked(chunk) => {
+                self.upload_chunked(repo, location, digest, chunk.max(1), body)
+                    .await
+            }
         }
     }
 
     async fn finish_upload(&self, repo: &str, location: Url, digest: &Digest) -> Result<()> {
         let url = with_digest(location, digest);
         let resp = self
-            .send(Kind::Upload, Method::PUT, url.clone(), &[scope(repo, true)], content_length_zero(), Body::Empty, false)
+            .send(
+                Kind::Upload,
+                Method::PUT,
+                url.clone(),
+                &[scope(repo, true)],
+                content_length_zero(),
+                Body::Empty,
+            )
             .await?;
-        self.check(resp, "PUT", &url, || format!("blob {digest} into {repo}")).await?;
+        self.check(resp, "PUT", &url, || format!("blob {digest} into {repo}"))
+            .await?;
         Ok(())
     }
 
@@ -768,11 +965,24 @@ impl RegistryClient {
             let sent = loop {
                 attempts += 1;
                 let mut headers = HeaderMap::new();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
                 let end = offset + piece.len() as u64 - 1;
-                headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("{offset}-{end}")).expect("ascii"));
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("{offset}-{end}")).expect("ascii"),
+                );
                 let resp = self
-                    .send(Kind::Upload, Method::PATCH, location.clone(), &[scope(repo, true)], headers, Body::Bytes(piece.clone()), false)
+                    .send(
+                        Kind::Upload,
+                        Method::PATCH,
+                        location.clone(),
+                        &[scope(repo, true)],
+                        headers,
+                        Body::Bytes(piece.clone()),
+                    )
                     .await?;
                 if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE && attempts <= 3 {
                     // Ask where the registry is and resend from there.
@@ -794,7 +1004,11 @@ impl RegistryClient {
                         message: Some(format!("registry holds {stored} bytes, we are at {offset}")),
                     });
                 }
-                let resp = self.check(resp, "PATCH", &location, || format!("blob {digest} into {repo}")).await?;
+                let resp = self
+                    .check(resp, "PATCH", &location, || {
+                        format!("blob {digest} into {repo}")
+                    })
+                    .await?;
                 break Some(self.location(&resp, &location)?);
             };
             if let Some(next) = sent {
@@ -809,9 +1023,18 @@ impl RegistryClient {
     /// `GET <upload location>`: bytes the registry holds (from `Range: 0-N`).
     async fn upload_status(&self, repo: &str, location: &Url) -> Result<u64> {
         let resp = self
-            .send(Kind::Upload, Method::GET, location.clone(), &[scope(repo, true)], HeaderMap::new(), Body::Empty, false)
+            .send(
+                Kind::Upload,
+                Method::GET,
+                location.clone(),
+                &[scope(repo, true)],
+                HeaderMap::new(),
+                Body::Empty,
+            )
             .await?;
-        let resp = self.check(resp, "GET", location, || format!("upload status in {repo}")).await?;
+        let resp = self
+            .check(resp, "GET", location, || format!("upload status in {repo}"))
+            .await?;
         Ok(resp
             .headers()
             .get(header::RANGE)
@@ -830,14 +1053,26 @@ impl RegistryClient {
     /// Every repository (`_catalog`, following `Link` pages).
     pub async fn catalog(&self) -> Result<Vec<String>> {
         let url = self.url("/v2/_catalog?n=1000")?;
-        self.paged(url, &["registry:catalog:*".to_string()], "repositories").await
+        self.paged(url, &["registry:catalog:*".to_string()], "repositories")
+            .await
     }
 
     async fn paged(&self, mut url: Url, scopes: &[String], field: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for _page in 0..100_000 {
-            let resp = self.send(Kind::List, Method::GET, url.clone(), scopes, HeaderMap::new(), Body::Empty, false).await?;
-            let resp = self.check(resp, "GET", &url, || format!("list {field}")).await?;
+            let resp = self
+                .send(
+                    Kind::List,
+                    Method::GET,
+                    url.clone(),
+                    scopes,
+                    HeaderMap::new(),
+                    Body::Empty,
+                )
+                .await?;
+            let resp = self
+                .check(resp, "GET", &url, || format!("list {field}"))
+                .await?;
             let next = resp
                 .headers()
                 .get(header::LINK)
@@ -846,10 +1081,10 @@ impl RegistryClient {
                 .map(|l| url.join(&l))
                 .transpose()
                 .map_err(|e| Error::invalid(format!("bad Link header: {e}")))?;
-            let doc: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| Error::Transport { what: format!("GET {url}"), source: e.without_url() })?;
+            let doc: serde_json::Value = resp.json().await.map_err(|e| Error::Transport {
+                what: format!("GET {url}"),
+                source: e.without_url(),
+            })?;
             if let Some(items) = doc.get(field).and_then(|v| v.as_array()) {
                 out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)));
             }
@@ -858,7 +1093,10 @@ impl RegistryClient {
                 None => return Ok(out),
             }
         }
-        Err(Error::invalid(format!("{}: more than 100000 pages of {field}", self.inner.host)))
+        Err(Error::invalid(format!(
+            "{}: more than 100000 pages of {field}",
+            self.inner.host
+        )))
     }
 
     /// A plain GET relative to the registry's host (for vendor APIs such as Artifactory's),
@@ -869,9 +1107,17 @@ impl RegistryClient {
             rb = rb.basic_auth(&c.username, Some(c.password()));
         }
         self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = rb.send().await.map_err(|e| Error::Transport { what: format!("GET {url}"), source: e.without_url() })?;
-        let resp = self.check(resp, "GET", &url, || url.path().to_string()).await?;
-        resp.json().await.map_err(|e| Error::Transport { what: format!("GET {url}"), source: e.without_url() })
+        let resp = rb.send().await.map_err(|e| Error::Transport {
+            what: format!("GET {url}"),
+            source: e.without_url(),
+        })?;
+        let resp = self
+            .check(resp, "GET", &url, || url.path().to_string())
+            .await?;
+        resp.json().await.map_err(|e| Error::Transport {
+            what: format!("GET {url}"),
+            source: e.without_url(),
+        })
     }
 }
 
@@ -893,7 +1139,10 @@ fn with_digest(mut url: Url, digest: &Digest) -> Url {
 }
 
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after)
+    resp.headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -903,21 +1152,37 @@ fn next_link(link: &str) -> Option<String> {
         params
             .split(';')
             .any(|p| p.trim().trim_start_matches("rel=").trim_matches('"') == "next")
-            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
     })
 }
 
 /// Turns an error answer into an [`Error::Status`], with the first OCI error code and message.
 async fn error_from(resp: reqwest::Response, method: &str, url: &Url) -> Error {
     let status = resp.status().as_u16();
-    let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
     let (code, message) = parse_error_body(&body);
     let mut url = url.clone();
     // Upload locations carry state tokens: keep them out of messages.
     if url.path().contains("/blobs/uploads/") {
         url.set_query(None);
     }
-    Error::Status { method: method.into(), url: url.to_string(), status, code, message }
+    Error::Status {
+        method: method.into(),
+        url: url.to_string(),
+        status,
+        code,
+        message,
+    }
 }
 
 /// The first `{"errors":[{"code":…,"message":…}]}` entry.
@@ -925,8 +1190,16 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) 
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (None, None);
     };
-    let first = doc.get("errors").and_then(|e| e.as_array()).and_then(|a| a.first());
-    let get = |k: &str| first.and_then(|e| e.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+    let first = doc
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .and_then(|a| a.first());
+    let get = |k: &str| {
+        first
+            .and_then(|e| e.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     (get("code"), get("message"))
 }
 
@@ -945,8 +1218,13 @@ mod tests {
 
     #[test]
     fn error_bodies() {
-        let (c, m) = parse_error_body(br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down","detail":{}}]}"#);
-        assert_eq!((c.as_deref(), m.as_deref()), (Some("TOOMANYREQUESTS"), Some("slow down")));
+        let (c, m) = parse_error_body(
+            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down","detail":{}}]}"#,
+        );
+        assert_eq!(
+            (c.as_deref(), m.as_deref()),
+            (Some("TOOMANYREQUESTS"), Some("slow down"))
+        );
         assert_eq!(parse_error_body(b"<html>"), (None, None));
     }
 

@@ -44,7 +44,12 @@ pub struct Backoff {
 impl Backoff {
     /// Starts counting now.
     pub fn new(policy: RetryPolicy) -> Backoff {
-        Backoff { policy, last: policy.base, started: Instant::now(), attempts: 0 }
+        Backoff {
+            policy,
+            last: policy.base,
+            started: Instant::now(),
+            attempts: 0,
+        }
     }
 
     /// The wait before the next attempt, or `None` when the count or the time is used up.
@@ -58,7 +63,9 @@ impl Backoff {
             return None;
         }
         let hi = (self.last * 3).max(self.policy.base + Duration::from_millis(1));
-        let wait = rng.gen_range(self.policy.base..hi).min(self.policy.max_wait);
+        let wait = rng
+            .gen_range(self.policy.base..hi)
+            .min(self.policy.max_wait);
         let wait = at_least.map_or(wait, |a| a.min(self.policy.max_wait).max(wait));
         if self.started.elapsed() + wait > self.policy.total {
             return None;
@@ -172,7 +179,9 @@ impl RateWindow {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         s.throttled += 1;
-        if s.last_cut.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+        if s.last_cut
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
             s.limit = (s.limit / 2.0).max(1.0);
             s.last_cut = Some(now);
         }
@@ -190,12 +199,19 @@ impl RateWindow {
 
     /// The current window (requests in flight allowed).
     pub fn limit(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).limit.floor() as usize
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .limit
+            .floor() as usize
     }
 
     /// 429 answers seen.
     pub fn throttled_count(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).throttled
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .throttled
     }
 }
 
@@ -216,11 +232,19 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let waits: Vec<_> = std::iter::from_fn(|| b.next_with(&mut rng, None)).collect();
         assert_eq!(waits.len(), 6);
-        assert!(waits.iter().all(|w| *w >= policy.base && *w <= policy.max_wait), "{waits:?}");
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= policy.base && *w <= policy.max_wait),
+            "{waits:?}"
+        );
         assert!(waits.windows(2).any(|w| w[0] != w[1]));
         // Retry-After raises the wait but never above max_wait.
         let mut b = Backoff::new(policy);
-        assert_eq!(b.next_with(&mut rng, Some(Duration::from_secs(30))), Some(Duration::from_secs(2)));
+        assert_eq!(
+            b.next_with(&mut rng, Some(Duration::from_secs(30))),
+            Some(Duration::from_secs(2))
+        );
         let w = b.next_with(&mut rng, Some(Duration::from_secs(1))).unwrap();
         assert!(w >= Duration::from_secs(1));
     }
@@ -240,7 +264,10 @@ mod tests {
     fn retry_after_values() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::from_secs(1)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::from_secs(1))
+        );
         assert_eq!(parse_retry_after(""), None);
     }
 
@@ -263,8 +290,16 @@ mod tests {
         let w = RateWindow::new(2);
         let a = w.acquire().await;
         let _b = w.acquire().await;
-        assert!(tokio::time::timeout(Duration::from_millis(80), w.acquire()).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(80), w.acquire())
+                .await
+                .is_err()
+        );
         drop(a);
-        assert!(tokio::time::timeout(Duration::from_millis(200), w.acquire()).await.is_ok());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), w.acquire())
+                .await
+                .is_ok()
+        );
     }
 }

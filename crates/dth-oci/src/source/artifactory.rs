@@ -33,12 +33,18 @@ fn base(config: &ClientConfig) -> String {
 
 /// The v2 API base of one Docker repository.
 pub fn repo_api_base(base: &str, key: &str) -> String {
-    format!("{}/artifactory/api/docker/{key}", base.trim_end_matches('/'))
+    format!(
+        "{}/artifactory/api/docker/{key}",
+        base.trim_end_matches('/')
+    )
 }
 
 impl ArtifactorySource {
     /// Lists the Docker repositories (or takes `repo_key`) and connects a client to each.
-    pub async fn connect(config: ClientConfig, repo_key: Option<String>) -> Result<ArtifactorySource> {
+    pub async fn connect(
+        config: ClientConfig,
+        repo_key: Option<String>,
+    ) -> Result<ArtifactorySource> {
         let base = base(&config);
         let keys = match repo_key {
             Some(k) => vec![k],
@@ -52,7 +58,9 @@ impl ArtifactorySource {
                     Ok(p) => p,
                     Err(e) => return Err(e),
                 };
-                let url = parse_url(&format!("{base}/artifactory/api/repositories?packageType=docker"))?;
+                let url = parse_url(&format!(
+                    "{base}/artifactory/api/repositories?packageType=docker"
+                ))?;
                 let list = probe.get_json(url).await?;
                 list.as_array()
                     .into_iter()
@@ -71,17 +79,19 @@ impl ArtifactorySource {
             .await?;
             clients.insert(key, client);
         }
-        Ok(ArtifactorySource { host: config.host, clients })
+        Ok(ArtifactorySource {
+            host: config.host,
+            clients,
+        })
     }
 
     fn split<'a>(&self, repo: &'a str) -> Result<(&RegistryClient, &'a str)> {
-        let (key, image) = repo
-            .split_once('/')
-            .ok_or_else(|| Error::invalid(format!("{repo:?}: want <artifactory-repo-key>/<image>")))?;
-        let client = self
-            .clients
-            .get(key)
-            .ok_or_else(|| Error::invalid(format!("{}: no Docker repository {key:?}", self.host)))?;
+        let (key, image) = repo.split_once('/').ok_or_else(|| {
+            Error::invalid(format!("{repo:?}: want <artifactory-repo-key>/<image>"))
+        })?;
+        let client = self.clients.get(key).ok_or_else(|| {
+            Error::invalid(format!("{}: no Docker repository {key:?}", self.host))
+        })?;
         Ok((client, image))
     }
 }
@@ -98,7 +108,13 @@ impl ImageSource for ArtifactorySource {
     async fn repositories(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for (key, client) in &self.clients {
-            out.extend(client.catalog().await?.into_iter().map(|r| format!("{key}/{r}")));
+            out.extend(
+                client
+                    .catalog()
+                    .await?
+                    .into_iter()
+                    .map(|r| format!("{key}/{r}")),
+            );
         }
         Ok(out)
     }
@@ -126,6 +142,9 @@ mod tests {
 
     #[test]
     fn api_bases() {
-        assert_eq!(repo_api_base("https://acme.jfrog.io/", "docker-local"), "https://acme.jfrog.io/artifactory/api/docker/docker-local");
+        assert_eq!(
+            repo_api_base("https://acme.jfrog.io/", "docker-local"),
+            "https://acme.jfrog.io/artifactory/api/docker/docker-local"
+        );
     }
 }

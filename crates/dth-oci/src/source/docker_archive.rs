@@ -60,21 +60,40 @@ impl DockerArchiveSource {
         let mut members: HashMap<String, Member> = HashMap::new();
         let mut small: HashMap<String, Vec<u8>> = HashMap::new();
         let mut digests: HashMap<String, Digest> = HashMap::new();
-        let bad = |e: std::io::Error| Error::invalid(format!("{}: not a readable tar archive: {e}", path.display()));
+        let bad = |e: std::io::Error| {
+            Error::invalid(format!(
+                "{}: not a readable tar archive: {e}",
+                path.display()
+            ))
+        };
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
             let name = normalise(&entry.path().map_err(bad)?.to_string_lossy());
             let kind = entry.header().entry_type();
             if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry.link_name().map_err(bad)?.map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let target = if kind.is_symlink() {
                     // Relative to the link's directory.
-                    let dir = Path::new(&name).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+                    let dir = Path::new(&name)
+                        .parent()
+                        .map(|p| p.to_path_buf())
+                        .unwrap_or_default();
                     normalise_path(&dir.join(&target))
                 } else {
                     normalise(&target)
                 };
-                members.insert(name, Member { offset: 0, len: 0, link: Some(target) });
+                members.insert(
+                    name,
+                    Member {
+                        offset: 0,
+                        len: 0,
+                        link: Some(target),
+                    },
+                );
                 continue;
             }
             if !kind.is_file() {
@@ -91,7 +110,10 @@ impl DockerArchiveSource {
                     break;
                 }
                 hasher.update(&buf[..n]);
-                if name.ends_with(".json") || name == "oci-layout" || (len <= 1 << 20 && name.starts_with("blobs/")) {
+                if name.ends_with(".json")
+                    || name == "oci-layout"
+                    || (len <= 1 << 20 && name.starts_with("blobs/"))
+                {
                     keep.extend_from_slice(&buf[..n]);
                 }
             }
@@ -99,7 +121,14 @@ impl DockerArchiveSource {
             if !keep.is_empty() {
                 small.insert(name.clone(), keep);
             }
-            members.insert(name, Member { offset, len, link: None });
+            members.insert(
+                name,
+                Member {
+                    offset,
+                    len,
+                    link: None,
+                },
+            );
         }
         let resolve = |name: &str| -> Option<(&Member, String)> {
             let mut n = normalise(name);
@@ -126,7 +155,8 @@ impl DockerArchiveSource {
         if let (Some(_), Some(index)) = (small.get("oci-layout"), small.get("index.json")) {
             let what = format!("{}: index.json", path.display());
             // Docker names images in its own annotation; prefer that full name.
-            let doc: serde_json::Value = serde_json::from_slice(index).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+            let doc: serde_json::Value = serde_json::from_slice(index)
+                .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
             let mut renamed = doc.clone();
             if let Some(list) = renamed.get_mut("manifests").and_then(|m| m.as_array_mut()) {
                 for entry in list {
@@ -135,8 +165,14 @@ impl DockerArchiveSource {
                         .and_then(|a| a.get("io.containerd.image.name"))
                         .and_then(|v| v.as_str())
                         .map(str::to_string);
-                    if let (Some(full), Some(ann)) = (full, entry.get_mut("annotations").and_then(|a| a.as_object_mut())) {
-                        ann.insert(super::oci_layout::REF_NAME.into(), serde_json::Value::String(full));
+                    if let (Some(full), Some(ann)) = (
+                        full,
+                        entry.get_mut("annotations").and_then(|a| a.as_object_mut()),
+                    ) {
+                        ann.insert(
+                            super::oci_layout::REF_NAME.into(),
+                            serde_json::Value::String(full),
+                        );
                     }
                 }
             }
@@ -144,21 +180,37 @@ impl DockerArchiveSource {
             return Ok(out);
         }
         let manifest_json = small.get("manifest.json").ok_or_else(|| {
-            Error::invalid(format!("{}: not a docker archive (no manifest.json or index.json)", path.display()))
+            Error::invalid(format!(
+                "{}: not a docker archive (no manifest.json or index.json)",
+                path.display()
+            ))
         })?;
         let images: Vec<serde_json::Value> = serde_json::from_slice(manifest_json)
             .map_err(|e| Error::invalid(format!("{}: manifest.json: {e}", path.display())))?;
         for image in images {
-            let config_name = image.get("Config").and_then(|v| v.as_str()).ok_or_else(|| {
-                Error::invalid(format!("{}: manifest.json entry without Config", path.display()))
+            let config_name = image
+                .get("Config")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: manifest.json entry without Config",
+                        path.display()
+                    ))
+                })?;
+            let (config, config_name) = resolve(config_name).ok_or_else(|| {
+                Error::invalid(format!("{}: {config_name} is missing", path.display()))
             })?;
-            let (config, config_name) = resolve(config_name)
-                .ok_or_else(|| Error::invalid(format!("{}: {config_name} is missing", path.display())))?;
             let mut layers = Vec::new();
-            for layer in image.get("Layers").and_then(|v| v.as_array()).into_iter().flatten() {
+            for layer in image
+                .get("Layers")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
                 let layer = layer.as_str().unwrap_or_default();
-                let (m, real) = resolve(layer)
-                    .ok_or_else(|| Error::invalid(format!("{}: layer {layer} is missing", path.display())))?;
+                let (m, real) = resolve(layer).ok_or_else(|| {
+                    Error::invalid(format!("{}: layer {layer} is missing", path.display()))
+                })?;
                 let media_type = layer_media_type(path, m.offset)?;
                 layers.push(serde_json::json!({"mediaType": media_type, "size": m.len, "digest": digests[&real].as_str()}));
             }
@@ -169,13 +221,28 @@ impl DockerArchiveSource {
                 "layers": layers,
             });
             let bytes = Bytes::from(serde_json::to_vec(&doc).expect("JSON"));
-            let manifest = Manifest::new(bytes, Some(DOCKER_MANIFEST.into()), path.display().to_string())?;
-            for tag in image.get("RepoTags").and_then(|v| v.as_array()).into_iter().flatten() {
+            let manifest = Manifest::new(
+                bytes,
+                Some(DOCKER_MANIFEST.into()),
+                path.display().to_string(),
+            )?;
+            for tag in image
+                .get("RepoTags")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
                 let Some(tag) = tag.as_str() else { continue };
-                let entry = ImageEntry::parse(tag)
-                    .map_err(|e| Error::invalid(format!("{}: RepoTags {tag:?}: {e}", path.display())))?;
-                let TagSelector::One(Reference::Tag(t)) = entry.tags else { continue };
-                out.refs.entry(entry.repository).or_default().insert(t, manifest.head());
+                let entry = ImageEntry::parse(tag).map_err(|e| {
+                    Error::invalid(format!("{}: RepoTags {tag:?}: {e}", path.display()))
+                })?;
+                let TagSelector::One(Reference::Tag(t)) = entry.tags else {
+                    continue;
+                };
+                out.refs
+                    .entry(entry.repository)
+                    .or_default()
+                    .insert(t, manifest.head());
             }
             out.written.insert(manifest.digest.clone(), manifest);
         }
@@ -201,7 +268,8 @@ fn normalise_path(p: &Path) -> String {
 fn layer_media_type(path: &Path, offset: u64) -> Result<&'static str> {
     use std::io::{Seek, SeekFrom};
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(path, e))?;
     let mut magic = [0u8; 4];
     let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
     Ok(if n >= 2 && magic[..2] == [0x1f, 0x8b] {
@@ -224,7 +292,11 @@ impl ImageSource for DockerArchiveSource {
     }
 
     async fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        Ok(self.refs.get(repo).map(|t| t.keys().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .refs
+            .get(repo)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn resolve(&self, repo: &str, reference: &str) -> Result<Option<ManifestHead>> {
@@ -237,11 +309,14 @@ impl ImageSource for DockerArchiveSource {
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Manifest> {
         let digest = match reference.parse::<Digest>() {
             Ok(d) => d,
-            Err(_) => self
-                .resolve(repo, reference)
-                .await?
-                .ok_or_else(|| Error::invalid(format!("{}: no image {repo}:{reference}", self.describe())))?
-                .digest,
+            Err(_) => {
+                self.resolve(repo, reference)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::invalid(format!("{}: no image {repo}:{reference}", self.describe()))
+                    })?
+                    .digest
+            }
         };
         if let Some(m) = self.written.get(&digest) {
             return Ok(m.clone());

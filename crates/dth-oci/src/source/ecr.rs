@@ -46,7 +46,11 @@ impl Ecr {
             loader = loader.endpoint_url(url);
         }
         let config = loader.load().await;
-        Ecr { client: aws_sdk_ecr::Client::new(&config), account: account.into(), region: region.into() }
+        Ecr {
+            client: aws_sdk_ecr::Client::new(&config),
+            account: account.into(),
+            region: region.into(),
+        }
     }
 
     fn err<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -54,7 +58,11 @@ impl Ecr {
         op: &str,
         e: aws_sdk_ecr::error::SdkError<E>,
     ) -> Error {
-        Error::Ecr { operation: op.into(), region: self.region.clone(), detail: DisplayErrorContext(e).to_string() }
+        Error::Ecr {
+            operation: op.into(),
+            region: self.region.clone(),
+            detail: DisplayErrorContext(e).to_string(),
+        }
     }
 
     /// GetAuthorizationToken: Basic credentials for the registry (`AWS` and a 12 h token).
@@ -65,16 +73,22 @@ impl Ecr {
             .send()
             .await
             .map_err(|e| self.err("GetAuthorizationToken", e))?;
-        let data = out.authorization_data().first().and_then(|d| d.authorization_token()).ok_or_else(|| Error::Ecr {
-            operation: "GetAuthorizationToken".into(),
-            region: self.region.clone(),
-            detail: "no token in the answer".into(),
-        })?;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(data).map_err(|_| Error::Ecr {
-            operation: "GetAuthorizationToken".into(),
-            region: self.region.clone(),
-            detail: "token is not base64".into(),
-        })?;
+        let data = out
+            .authorization_data()
+            .first()
+            .and_then(|d| d.authorization_token())
+            .ok_or_else(|| Error::Ecr {
+                operation: "GetAuthorizationToken".into(),
+                region: self.region.clone(),
+                detail: "no token in the answer".into(),
+            })?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|_| Error::Ecr {
+                operation: "GetAuthorizationToken".into(),
+                region: self.region.clone(),
+                detail: "token is not base64".into(),
+            })?;
         let text = String::from_utf8(decoded).map_err(|_| Error::Ecr {
             operation: "GetAuthorizationToken".into(),
             region: self.region.clone(),
@@ -88,7 +102,11 @@ impl Ecr {
     }
 
     /// Keeps `client`'s credentials fresh until `cancel` fires.
-    pub fn spawn_refresh(&self, client: RegistryClient, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_refresh(
+        &self,
+        client: RegistryClient,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let ecr = self.clone();
         tokio::spawn(async move {
             loop {
@@ -98,7 +116,9 @@ impl Ecr {
                 }
                 match ecr.authorization().await {
                     Ok(c) => client.set_credentials(Some(c)),
-                    Err(e) => tracing::warn!(error = %e, "refreshing the ECR token failed; keeping the old one"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshing the ECR token failed; keeping the old one")
+                    }
                 }
             }
         })
@@ -118,7 +138,11 @@ impl Ecr {
                 .send()
                 .await
                 .map_err(|e| self.err("DescribeRepositories", e))?;
-            out.extend(page.repositories().iter().filter_map(|r| r.repository_name().map(str::to_string)));
+            out.extend(
+                page.repositories()
+                    .iter()
+                    .filter_map(|r| r.repository_name().map(str::to_string)),
+            );
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 break;
@@ -131,9 +155,21 @@ impl Ecr {
     /// Creates `name` when it does not exist (CreateRepository; "already exists" is success).
     /// Returns whether it was created.
     pub async fn ensure_repository(&self, name: &str) -> Result<bool> {
-        match self.client.create_repository().registry_id(&self.account).repository_name(name).send().await {
+        match self
+            .client
+            .create_repository()
+            .registry_id(&self.account)
+            .repository_name(name)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_repository_already_exists_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_repository_already_exists_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(self.err("CreateRepository", e)),
         }
     }

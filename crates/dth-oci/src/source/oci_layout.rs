@@ -33,31 +33,59 @@ impl OciLayoutSource {
     pub fn open(dir: &Path) -> Result<OciLayoutSource> {
         let layout = dir.join("oci-layout");
         let text = std::fs::read_to_string(&layout).map_err(|e| {
-            Error::invalid(format!("{}: not an OCI layout directory (cannot read oci-layout: {e})", dir.display()))
+            Error::invalid(format!(
+                "{}: not an OCI layout directory (cannot read oci-layout: {e})",
+                dir.display()
+            ))
         })?;
         let doc: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::invalid(format!("{}: bad JSON: {e}", layout.display())))?;
-        if doc.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
-            return Err(Error::invalid(format!("{}: no imageLayoutVersion", layout.display())));
+        if doc
+            .get("imageLayoutVersion")
+            .and_then(|v| v.as_str())
+            .is_none()
+        {
+            return Err(Error::invalid(format!(
+                "{}: no imageLayoutVersion",
+                layout.display()
+            )));
         }
         let index_path = dir.join("index.json");
         let index = std::fs::read(&index_path).map_err(|e| Error::io(&index_path, e))?;
         let refs = read_index(&index, &index_path.display().to_string())?;
-        Ok(OciLayoutSource { dir: dir.to_path_buf(), refs })
+        Ok(OciLayoutSource {
+            dir: dir.to_path_buf(),
+            refs,
+        })
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs").join(digest.algorithm()).join(digest.hex())
+        self.dir
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex())
     }
 }
 
 /// Reads an `index.json`: every named entry, by repository and tag.
-pub(crate) fn read_index(bytes: &[u8], what: &str) -> Result<BTreeMap<String, BTreeMap<String, ManifestHead>>> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("{what}: bad JSON: {e}")))?;
+pub(crate) fn read_index(
+    bytes: &[u8],
+    what: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, ManifestHead>>> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(format!("{what}: bad JSON: {e}")))?;
     let mut refs: BTreeMap<String, BTreeMap<String, ManifestHead>> = BTreeMap::new();
-    for entry in doc.get("manifests").and_then(|m| m.as_array()).into_iter().flatten() {
-        let Some(name) = entry.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(|v| v.as_str()) else {
+    for entry in doc
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = entry
+            .get("annotations")
+            .and_then(|a| a.get(REF_NAME))
+            .and_then(|v| v.as_str())
+        else {
             continue;
         };
         let digest: Digest = entry
@@ -67,7 +95,11 @@ pub(crate) fn read_index(bytes: &[u8], what: &str) -> Result<BTreeMap<String, BT
             .parse()?;
         let head = ManifestHead {
             digest,
-            media_type: entry.get("mediaType").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            media_type: entry
+                .get("mediaType")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
             size: entry.get("size").and_then(|v| v.as_u64()),
         };
         let (repo, tag) = split_ref_name(name);
@@ -82,7 +114,11 @@ fn split_ref_name(name: &str) -> (String, String) {
         return (String::new(), name.to_string());
     }
     match ImageEntry::parse(name) {
-        Ok(ImageEntry { repository, tags: TagSelector::One(Reference::Tag(t)), .. }) => (repository, t),
+        Ok(ImageEntry {
+            repository,
+            tags: TagSelector::One(Reference::Tag(t)),
+            ..
+        }) => (repository, t),
         _ => (String::new(), name.to_string()),
     }
 }
@@ -90,15 +126,22 @@ fn split_ref_name(name: &str) -> (String, String) {
 /// A file as a byte stream.
 pub(crate) async fn file_stream(path: &Path, offset: u64, len: u64) -> Result<BlobStream> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut f = tokio::fs::File::open(path).await.map_err(|e| Error::io(path, e))?;
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Error::io(path, e))?;
     if offset > 0 {
-        f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| Error::io(path, e))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| Error::io(path, e))?;
     }
     let shown = path.display().to_string();
     let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10)
         .map_err(move |e| Error::io(&shown, e))
         .boxed();
-    Ok(BlobStream { size: Some(len), stream })
+    Ok(BlobStream {
+        size: Some(len),
+        stream,
+    })
 }
 
 #[async_trait]
@@ -112,7 +155,11 @@ impl ImageSource for OciLayoutSource {
     }
 
     async fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        Ok(self.refs.get(repo).map(|t| t.keys().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .refs
+            .get(repo)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn resolve(&self, repo: &str, reference: &str) -> Result<Option<ManifestHead>> {
@@ -129,28 +176,50 @@ impl ImageSource for OciLayoutSource {
 
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Manifest> {
         let head = match reference.parse::<Digest>() {
-            Ok(d) => ManifestHead { digest: d, media_type: String::new(), size: None },
-            Err(_) => self.resolve(repo, reference).await?.ok_or_else(|| Error::Status {
-                method: "READ".into(),
-                url: format!("{}:{reference}", self.describe()),
-                status: 404,
-                code: Some("MANIFEST_UNKNOWN".into()),
-                message: None,
-            })?,
+            Ok(d) => ManifestHead {
+                digest: d,
+                media_type: String::new(),
+                size: None,
+            },
+            Err(_) => self
+                .resolve(repo, reference)
+                .await?
+                .ok_or_else(|| Error::Status {
+                    method: "READ".into(),
+                    url: format!("{}:{reference}", self.describe()),
+                    status: 404,
+                    code: Some("MANIFEST_UNKNOWN".into()),
+                    message: None,
+                })?,
         };
         let path = self.blob_path(&head.digest);
-        let bytes = Bytes::from(tokio::fs::read(&path).await.map_err(|e| Error::io(&path, e))?);
+        let bytes = Bytes::from(
+            tokio::fs::read(&path)
+                .await
+                .map_err(|e| Error::io(&path, e))?,
+        );
         let what = format!("{}@{}", self.describe(), head.digest);
         let actual = Digest::of(&bytes);
         if actual != head.digest {
-            return Err(Error::DigestMismatch { what, expected: head.digest, actual: actual.to_string() });
+            return Err(Error::DigestMismatch {
+                what,
+                expected: head.digest,
+                actual: actual.to_string(),
+            });
         }
-        Manifest::new(bytes, (!head.media_type.is_empty()).then_some(head.media_type), what)
+        Manifest::new(
+            bytes,
+            (!head.media_type.is_empty()).then_some(head.media_type),
+            what,
+        )
     }
 
     async fn blob(&self, _repo: &str, digest: &Digest) -> Result<BlobStream> {
         let path = self.blob_path(digest);
-        let len = tokio::fs::metadata(&path).await.map_err(|e| Error::io(&path, e))?.len();
+        let len = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?
+            .len();
         file_stream(&path, 0, len).await
     }
 }
@@ -162,7 +231,13 @@ mod tests {
     #[test]
     fn ref_names() {
         assert_eq!(split_ref_name("v1"), ("".into(), "v1".into()));
-        assert_eq!(split_ref_name("team/app:v1"), ("team/app".into(), "v1".into()));
-        assert_eq!(split_ref_name("localhost:5000/app:2"), ("app".into(), "2".into()));
+        assert_eq!(
+            split_ref_name("team/app:v1"),
+            ("team/app".into(), "v1".into())
+        );
+        assert_eq!(
+            split_ref_name("localhost:5000/app:2"),
+            ("app".into(), "2".into())
+        );
     }
 }

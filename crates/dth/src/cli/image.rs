@@ -16,7 +16,9 @@ use dth_oci::profile::{Profile, RegistryKind, UploadStrategy, ecr_host};
 use dth_oci::registry::{ClientConfig, Credentials, RegistryClient, RetryPolicy};
 use dth_oci::source::artifactory::repo_api_base;
 use dth_oci::source::ecr::EcrSource;
-use dth_oci::source::{ArtifactorySource, DockerArchiveSource, Ecr, ImageSource, OciLayoutSource, RegistrySource};
+use dth_oci::source::{
+    ArtifactorySource, DockerArchiveSource, Ecr, ImageSource, OciLayoutSource, RegistrySource,
+};
 use dth_oci::{ImageEntry, Location, Reference, TagSelector};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -180,7 +182,9 @@ impl Side {
     fn credentials(&self, host: &str) -> anyhow::Result<Option<Credentials>> {
         let p = self.prefix;
         if let Some(c) = &self.creds {
-            return Ok(Some(Credentials::parse(c).with_context(|| format!("--{p}-creds"))?));
+            return Ok(Some(
+                Credentials::parse(c).with_context(|| format!("--{p}-creds"))?,
+            ));
         }
         match (&self.user, &self.password) {
             (Some(u), Some(pw)) => return Ok(Some(Credentials::new(u.clone(), pw.clone()))),
@@ -196,7 +200,11 @@ impl Side {
             }
             return Credentials::from_auth_file(f, host)
                 .map_err(anyhow::Error::from)
-                .and_then(|c| c.ok_or_else(|| anyhow::anyhow!("--{p}-authfile {}: no entry for {host}", f.display())))
+                .and_then(|c| {
+                    c.ok_or_else(|| {
+                        anyhow::anyhow!("--{p}-authfile {}: no entry for {host}", f.display())
+                    })
+                })
                 .map(Some);
         }
         for f in default_auth_files() {
@@ -209,15 +217,27 @@ impl Side {
         Ok(None)
     }
 
-    fn config(&self, host: &str, credentials: Option<Credentials>, retries: u32) -> anyhow::Result<ClientConfig> {
+    fn config(
+        &self,
+        host: &str,
+        credentials: Option<Credentials>,
+        retries: u32,
+    ) -> anyhow::Result<ClientConfig> {
         let mut c = ClientConfig::new(host);
         c.tls_verify = self.tls_verify;
         c.credentials = credentials;
-        c.retry = RetryPolicy { retries, ..RetryPolicy::default() };
+        c.retry = RetryPolicy {
+            retries,
+            ..RetryPolicy::default()
+        };
         if let Some(e) = &self.endpoint {
-            let url = url::Url::parse(e).with_context(|| format!("--{}-endpoint {e:?}", self.prefix))?;
+            let url =
+                url::Url::parse(e).with_context(|| format!("--{}-endpoint {e:?}", self.prefix))?;
             if !matches!(url.scheme(), "http" | "https") {
-                bail!("--{}-endpoint {e:?}: want an http:// or https:// URL", self.prefix);
+                bail!(
+                    "--{}-endpoint {e:?}: want an http:// or https:// URL",
+                    self.prefix
+                );
             }
             c.endpoint = Some(url);
         }
@@ -247,7 +267,8 @@ fn parse_upload(s: &str) -> anyhow::Result<UploadStrategy> {
         "patch" => UploadStrategy::SinglePatch,
         _ => match s.strip_prefix("chunked:") {
             Some(size) => {
-                let n = crate::size::parse_size(size).map_err(|e| anyhow::anyhow!("--dst-upload {s}: {e}"))?;
+                let n = crate::size::parse_size(size)
+                    .map_err(|e| anyhow::anyhow!("--dst-upload {s}: {e}"))?;
                 if n == 0 {
                     bail!("--dst-upload {s}: the chunk size must be above 0");
                 }
@@ -268,22 +289,30 @@ struct Source {
 
 async fn open_source(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::Result<Source> {
     let entries_from = |host: &str| -> anyhow::Result<Option<Vec<ImageEntry>>> {
-        let Some(f) = &a.images_from else { return Ok(None) };
+        let Some(f) = &a.images_from else {
+            return Ok(None);
+        };
         let entries = read_images_file(f)?;
         for e in &entries {
             if let Some(h) = &e.host
                 && h != host
             {
-                bail!("--images-from {}: {h}/{} names another registry than the source {host}", f.display(), e.repository);
+                bail!(
+                    "--images-from {}: {h}/{} names another registry than the source {host}",
+                    f.display(),
+                    e.repository
+                );
             }
         }
         Ok(Some(entries))
     };
-    let one = |repo: String, tags: Option<TagSelector>| Selection::Entries(vec![ImageEntry {
-        host: None,
-        repository: repo,
-        tags: tags.unwrap_or(TagSelector::All),
-    }]);
+    let one = |repo: String, tags: Option<TagSelector>| {
+        Selection::Entries(vec![ImageEntry {
+            host: None,
+            repository: repo,
+            tags: tags.unwrap_or(TagSelector::All),
+        }])
+    };
     Ok(match loc {
         Location::Registry { host, image } => {
             let creds = side.credentials(&host)?;
@@ -292,38 +321,80 @@ async fn open_source(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::Result
                 .with_context(|| format!("source registry {host}"))?;
             let source: Arc<dyn ImageSource> = Arc::new(RegistrySource::new(client));
             match (image, entries_from(&host)?) {
-                (Some(_), Some(_)) => bail!("--images-from needs a source without a repository: docker://{host}"),
-                (Some((repo, tags)), None) => Source { source, selection: one(repo, tags), single_repo: true },
-                (None, Some(entries)) => {
-                    let single = entries.iter().map(|e| &e.repository).collect::<std::collections::HashSet<_>>().len() == 1;
-                    Source { source, selection: Selection::Entries(entries), single_repo: single }
+                (Some(_), Some(_)) => {
+                    bail!("--images-from needs a source without a repository: docker://{host}")
                 }
-                (None, None) => Source { source, selection: Selection::All, single_repo: false },
+                (Some((repo, tags)), None) => Source {
+                    source,
+                    selection: one(repo, tags),
+                    single_repo: true,
+                },
+                (None, Some(entries)) => {
+                    let single = entries
+                        .iter()
+                        .map(|e| &e.repository)
+                        .collect::<std::collections::HashSet<_>>()
+                        .len()
+                        == 1;
+                    Source {
+                        source,
+                        selection: Selection::Entries(entries),
+                        single_repo: single,
+                    }
+                }
+                (None, None) => Source {
+                    source,
+                    selection: Selection::All,
+                    single_repo: false,
+                },
             }
         }
-        Location::Ecr { account, region, image } => {
+        Location::Ecr {
+            account,
+            region,
+            image,
+        } => {
             let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
             let creds = ecr.authorization().await?;
             let host = ecr_host(&account, &region);
             let mut config = side.config(&host, Some(creds), a.retries)?;
             config.profile = Some(Profile::of(RegistryKind::Ecr));
-            let client = RegistryClient::connect(config).await.with_context(|| format!("source registry {host}"))?;
+            let client = RegistryClient::connect(config)
+                .await
+                .with_context(|| format!("source registry {host}"))?;
             let source: Arc<dyn ImageSource> = Arc::new(EcrSource::new(client, ecr));
             match (image, entries_from(&host)?) {
                 (Some(_), Some(_)) => bail!("--images-from needs a source without a repository"),
-                (Some((repo, tags)), None) => Source { source, selection: one(repo, tags), single_repo: true },
-                (None, Some(entries)) => Source { source, selection: Selection::Entries(entries), single_repo: false },
-                (None, None) => Source { source, selection: Selection::All, single_repo: false },
+                (Some((repo, tags)), None) => Source {
+                    source,
+                    selection: one(repo, tags),
+                    single_repo: true,
+                },
+                (None, Some(entries)) => Source {
+                    source,
+                    selection: Selection::Entries(entries),
+                    single_repo: false,
+                },
+                (None, None) => Source {
+                    source,
+                    selection: Selection::All,
+                    single_repo: false,
+                },
             }
         }
         Location::Artifactory { host, repo_key } => {
             let creds = side.credentials(&host)?;
-            let source = ArtifactorySource::connect(side.config(&host, creds, a.retries)?, repo_key).await?;
+            let source =
+                ArtifactorySource::connect(side.config(&host, creds, a.retries)?, repo_key).await?;
             let selection = match entries_from(&host)? {
                 Some(e) => Selection::Entries(e),
                 None => Selection::All,
             };
-            Source { source: Arc::new(source), selection, single_repo: false }
+            Source {
+                source: Arc::new(source),
+                selection,
+                single_repo: false,
+            }
         }
         Location::OciLayout { dir, tag } => {
             if a.images_from.is_some() {
@@ -333,12 +404,24 @@ async fn open_source(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::Result
             let repos = layout.repositories().await?;
             let selection = match tag {
                 Some(t) => {
-                    let repo = if repos.iter().any(|r| r.is_empty()) { String::new() } else { repos.first().cloned().unwrap_or_default() };
-                    Selection::Entries(vec![ImageEntry { host: None, repository: repo, tags: TagSelector::One(Reference::Tag(t)) }])
+                    let repo = if repos.iter().any(|r| r.is_empty()) {
+                        String::new()
+                    } else {
+                        repos.first().cloned().unwrap_or_default()
+                    };
+                    Selection::Entries(vec![ImageEntry {
+                        host: None,
+                        repository: repo,
+                        tags: TagSelector::One(Reference::Tag(t)),
+                    }])
                 }
                 None => Selection::All,
             };
-            Source { source: Arc::new(layout), selection, single_repo: repos.len() == 1 }
+            Source {
+                source: Arc::new(layout),
+                selection,
+                single_repo: repos.len() == 1,
+            }
         }
         Location::DockerArchive { file } => {
             if a.images_from.is_some() {
@@ -352,7 +435,11 @@ async fn open_source(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::Result
             if repos.is_empty() {
                 bail!("docker-archive:{}: no tagged images in it", file.display());
             }
-            Source { source: Arc::new(archive), selection: Selection::All, single_repo: repos.len() == 1 }
+            Source {
+                source: Arc::new(archive),
+                selection: Selection::All,
+                single_repo: repos.len() == 1,
+            }
         }
     })
 }
@@ -370,20 +457,39 @@ async fn open_destination(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::R
             let creds = side.credentials(&host)?;
             let mut config = side.config(&host, creds, a.retries)?;
             config.upload = upload;
-            let client = RegistryClient::connect(config).await.with_context(|| format!("destination registry {host}"))?;
-            Ok(Destination { client, ecr: None, path: image })
+            let client = RegistryClient::connect(config)
+                .await
+                .with_context(|| format!("destination registry {host}"))?;
+            Ok(Destination {
+                client,
+                ecr: None,
+                path: image,
+            })
         }
-        Location::Ecr { account, region, image } => {
+        Location::Ecr {
+            account,
+            region,
+            image,
+        } => {
             let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
             let creds = ecr.authorization().await?;
             let host = ecr_host(&account, &region);
             let mut config = side.config(&host, Some(creds), a.retries)?;
             config.profile = Some(Profile::of(RegistryKind::Ecr));
             config.upload = upload;
-            let client = RegistryClient::connect(config).await.with_context(|| format!("destination registry {host}"))?;
-            Ok(Destination { client, ecr: Some(ecr), path: image })
+            let client = RegistryClient::connect(config)
+                .await
+                .with_context(|| format!("destination registry {host}"))?;
+            Ok(Destination {
+                client,
+                ecr: Some(ecr),
+                path: image,
+            })
         }
-        Location::Artifactory { host, repo_key: Some(key) } => {
+        Location::Artifactory {
+            host,
+            repo_key: Some(key),
+        } => {
             let creds = side.credentials(&host)?;
             let mut config = side.config(&host, creds, a.retries)?;
             let base = match &config.endpoint {
@@ -393,11 +499,19 @@ async fn open_destination(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::R
             config.endpoint = Some(url::Url::parse(&repo_api_base(&base, &key))?);
             config.profile = Some(Profile::of(RegistryKind::Artifactory));
             config.upload = upload;
-            let client = RegistryClient::connect(config).await.with_context(|| format!("destination Artifactory {host}/{key}"))?;
-            Ok(Destination { client, ecr: None, path: None })
+            let client = RegistryClient::connect(config)
+                .await
+                .with_context(|| format!("destination Artifactory {host}/{key}"))?;
+            Ok(Destination {
+                client,
+                ecr: None,
+                path: None,
+            })
         }
         Location::Artifactory { repo_key: None, .. } => {
-            bail!("an Artifactory destination must name its Docker repository: artifactory://HOST/REPOKEY")
+            bail!(
+                "an Artifactory destination must name its Docker repository: artifactory://HOST/REPOKEY"
+            )
         }
         Location::OciLayout { .. } | Location::DockerArchive { .. } => {
             bail!("the destination must be a registry (docker://, ecr:// or artifactory://)")
@@ -417,8 +531,16 @@ pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
         }
     }
     let filter = TagFilter {
-        include: a.tag_filter.iter().map(|p| TagPattern::parse(p)).collect::<Result<_, _>>()?,
-        exclude: a.exclude_tag.iter().map(|p| TagPattern::parse(p)).collect::<Result<_, _>>()?,
+        include: a
+            .tag_filter
+            .iter()
+            .map(|p| TagPattern::parse(p))
+            .collect::<Result<_, _>>()?,
+        exclude: a
+            .exclude_tag
+            .iter()
+            .map(|p| TagPattern::parse(p))
+            .collect::<Result<_, _>>()?,
         keep_latest: a.keep_latest,
     };
     if let Some(u) = &a.dst_upload {
@@ -431,8 +553,14 @@ pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
     }
     let src_loc = Location::parse(&a.src).context("source")?;
     let dst_loc = Location::parse(&a.dst).context("destination")?;
-    if matches!(dst_loc, Location::OciLayout { .. } | Location::DockerArchive { .. }) {
-        bail!("destination {}: must be a registry (docker://, ecr:// or artifactory://)", a.dst);
+    if matches!(
+        dst_loc,
+        Location::OciLayout { .. } | Location::DockerArchive { .. }
+    ) {
+        bail!(
+            "destination {}: must be a registry (docker://, ecr:// or artifactory://)",
+            a.dst
+        );
     }
     let src_side: Side = SrcArgs::into(a.src_side_take());
     let dst_side: Side = DstArgs::into(a.dst_side_take());
@@ -484,7 +612,8 @@ pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
 
     let mut report_file = match &a.report {
         Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create the report {}", p.display()))?,
+            std::fs::File::create(p)
+                .with_context(|| format!("cannot create the report {}", p.display()))?,
         )),
         None => None,
     };
@@ -500,7 +629,12 @@ pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
             }
             if print && (r.action != ImageAction::Unchanged || verbose >= 1) {
                 let action = serde_json::to_value(r.action)?;
-                let mut line = format!("{}\t{}\t{}", action.as_str().unwrap_or(""), r.source, r.destination);
+                let mut line = format!(
+                    "{}\t{}\t{}",
+                    action.as_str().unwrap_or(""),
+                    r.source,
+                    r.destination
+                );
                 if let Some(e) = &r.error {
                     line.push('\t');
                     line.push_str(e);
@@ -519,7 +653,10 @@ pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
     done.cancel();
     cancel_refresh.cancel();
     let _ = bar.await;
-    writer.await.context("report writer")?.context("writing the report")?;
+    writer
+        .await
+        .context("report writer")?
+        .context("writing the report")?;
     for e in &summary.errors {
         eprintln!("error: {e}");
     }
@@ -528,7 +665,11 @@ pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("{}", describe(&summary));
     }
-    Ok(if summary.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if summary.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 impl SyncArgs {
@@ -566,7 +707,13 @@ fn describe(s: &Summary) -> String {
     } else {
         format!(
             "copied {} images ({} blobs, {mib:.1} MiB; {} mounted, {} already there), unchanged {}, failed {} in {:.1}s",
-            s.copied, s.blobs_transferred, s.blobs_mounted, s.blobs_present, s.unchanged, s.failed, s.seconds
+            s.copied,
+            s.blobs_transferred,
+            s.blobs_mounted,
+            s.blobs_present,
+            s.unchanged,
+            s.failed,
+            s.seconds
         )
     }
 }
@@ -579,8 +726,10 @@ async fn progress(stats: Arc<CopyStats>, done: CancellationToken) {
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} images {msg}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} images {msg}",
+        )
+        .expect("valid template"),
     );
     loop {
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);

@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use dth_testkit::{OciLayout, Registry, Written, inspect_raw, pull_to_layout, push_layout, random_bytes, sha256_digest};
+use dth_testkit::{
+    OciLayout, Registry, Written, inspect_raw, pull_to_layout, push_layout, random_bytes,
+    sha256_digest,
+};
 
 use crate::common::{Run, dth};
 
@@ -33,9 +36,21 @@ pub fn standard_fixture(dir: &Path) -> (OciLayout, Vec<FixtureImage>) {
     l.tag(&b, "b");
     l.tag(&c, "c");
     let images = vec![
-        FixtureImage { repo: "app-a", tags: vec!["1.0", "latest"], manifest: a },
-        FixtureImage { repo: "app-b", tags: vec!["2.0"], manifest: b },
-        FixtureImage { repo: "team/app-c", tags: vec!["3.1"], manifest: c },
+        FixtureImage {
+            repo: "app-a",
+            tags: vec!["1.0", "latest"],
+            manifest: a,
+        },
+        FixtureImage {
+            repo: "app-b",
+            tags: vec!["2.0"],
+            manifest: b,
+        },
+        FixtureImage {
+            repo: "team/app-c",
+            tags: vec!["3.1"],
+            manifest: c,
+        },
     ];
     (l, images)
 }
@@ -45,7 +60,13 @@ pub async fn push_fixture(layout: &OciLayout, images: &[FixtureImage], registry:
     let names = ["a", "b", "c", "d", "e", "f"];
     for (i, img) in images.iter().enumerate() {
         for tag in &img.tags {
-            push_layout(layout.dir(), names[i], registry, &format!("{}:{tag}", img.repo)).await;
+            push_layout(
+                layout.dir(),
+                names[i],
+                registry,
+                &format!("{}:{tag}", img.repo),
+            )
+            .await;
         }
     }
 }
@@ -53,7 +74,15 @@ pub async fn push_fixture(layout: &OciLayout, images: &[FixtureImage], registry:
 /// `dth image sync` with TLS verification off (plain HTTP loopback registries) and `--json`.
 pub async fn image_sync(src: &str, dst: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let args = [
-        &["image", "sync", src, dst, "--json", "--src-tls-verify=false", "--dst-tls-verify=false"][..],
+        &[
+            "image",
+            "sync",
+            src,
+            dst,
+            "--json",
+            "--src-tls-verify=false",
+            "--dst-tls-verify=false",
+        ][..],
         extra,
     ]
     .concat();
@@ -71,7 +100,11 @@ pub async fn assert_same_image(src: &Registry, dst: &Registry, image: &str) {
 pub async fn assert_same_image_as(src: &Registry, image: &str, dst: &Registry, dst_image: &str) {
     let a = inspect_raw(src, image).await;
     let b = inspect_raw(dst, dst_image).await;
-    assert_eq!(sha256_digest(&a), sha256_digest(&b), "manifest of {image} differs");
+    assert_eq!(
+        sha256_digest(&a),
+        sha256_digest(&b),
+        "manifest of {image} differs"
+    );
     assert_eq!(a, b);
     let ta = tempfile::tempdir().unwrap();
     let tb = tempfile::tempdir().unwrap();
@@ -89,7 +122,12 @@ pub fn verified_blobs(layout: &Path) -> BTreeSet<String> {
         let e = e.unwrap();
         let name = format!("sha256:{}", e.file_name().to_string_lossy());
         let bytes = std::fs::read(e.path()).unwrap();
-        assert_eq!(sha256_digest(&bytes), name, "blob {} is corrupt", e.path().display());
+        assert_eq!(
+            sha256_digest(&bytes),
+            name,
+            "blob {} is corrupt",
+            e.path().display()
+        );
         out.insert(name);
     }
     out

@@ -27,9 +27,23 @@ async fn moto_repositories(moto: &S3Peer) -> Vec<String> {
          print('\\n'.join(sorted(r['repositoryName'] for r in c.describe_repositories()['repositories'])))",
         moto.endpoint_url()
     );
-    let out = tokio::process::Command::new(py).arg("-c").arg(script).env_remove("AWS_CA_BUNDLE").output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+    let out = tokio::process::Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test]
@@ -44,14 +58,25 @@ async fn to_ecr_with_repository_creation_then_from_ecr() {
 
     // Into ECR: repositories are created through the ECR API, data goes with the ECR token.
     let to_ecr = [
-        "image", "sync", &format!("docker://{}", src.host()), &format!("ecr://{ACCOUNT}.us-east-1"),
-        "--json", "--src-tls-verify=false", "--dst-tls-verify=false",
-        "--dst-ecr-endpoint", &moto.endpoint_url(), "--dst-endpoint", &ecr_data.url(),
+        "image",
+        "sync",
+        &format!("docker://{}", src.host()),
+        &format!("ecr://{ACCOUNT}.us-east-1"),
+        "--json",
+        "--src-tls-verify=false",
+        "--dst-tls-verify=false",
+        "--dst-ecr-endpoint",
+        &moto.endpoint_url(),
+        "--dst-endpoint",
+        &ecr_data.url(),
     ];
     let run = dth(&to_ecr, &env).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.n("copied"), 4);
-    assert_eq!(moto_repositories(&moto).await, ["app-a", "app-b", "team/app-c"]);
+    assert_eq!(
+        moto_repositories(&moto).await,
+        ["app-a", "app-b", "team/app-c"]
+    );
     for img in &images {
         for tag in &img.tags {
             assert_same_image(&src, &ecr_data, &format!("{}:{tag}", img.repo)).await;
@@ -60,24 +85,55 @@ async fn to_ecr_with_repository_creation_then_from_ecr() {
     // ECR's profile does not try mounts: every repository got its blobs by upload or HEAD.
     assert_eq!(run.summary()["destination_requests"]["mounts"], 0);
     let again = dth(&to_ecr, &env).await;
-    assert_eq!((again.code, again.n("unchanged")), (0, 4), "{}", again.stderr);
+    assert_eq!(
+        (again.code, again.n("unchanged")),
+        (0, 4),
+        "{}",
+        again.stderr
+    );
 
     // Out of ECR: the repository list comes from DescribeRepositories.
     let out = Registry::start().await;
     let run = dth(
         &[
-            "image", "sync", &format!("ecr://{ACCOUNT}.us-east-1"), &format!("docker://{}/from-ecr", out.host()),
-            "--json", "--src-tls-verify=false", "--dst-tls-verify=false",
-            "--src-ecr-endpoint", &moto.endpoint_url(), "--src-endpoint", &ecr_data.url(),
+            "image",
+            "sync",
+            &format!("ecr://{ACCOUNT}.us-east-1"),
+            &format!("docker://{}/from-ecr", out.host()),
+            "--json",
+            "--src-tls-verify=false",
+            "--dst-tls-verify=false",
+            "--src-ecr-endpoint",
+            &moto.endpoint_url(),
+            "--src-endpoint",
+            &ecr_data.url(),
         ],
         &env,
     )
     .await;
     assert_eq!((run.code, run.n("copied")), (0, 4), "{}", run.stderr);
-    assert_eq!(inspect_raw(&src, "app-b:2.0").await, inspect_raw(&out, "from-ecr/app-b:2.0").await);
+    assert_eq!(
+        inspect_raw(&src, "app-b:2.0").await,
+        inspect_raw(&out, "from-ecr/app-b:2.0").await
+    );
 
     // Without AWS credentials the ECR call fails with a clear message.
-    let run = dth(&to_ecr, &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", ""), ("AWS_EC2_METADATA_DISABLED", "true"), ("AWS_REGION", "us-east-1"), ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"), ("AWS_CONFIG_FILE", "/nonexistent")]).await;
+    let run = dth(
+        &to_ecr,
+        &[
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+        ],
+    )
+    .await;
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("GetAuthorizationToken"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("GetAuthorizationToken"),
+        "{}",
+        run.stderr
+    );
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use dth_testkit::{OciLayout, Registry, RegistryFaults, RegistryProxy, inspect_raw, random_bytes, sha256_digest, skopeo_try};
+use dth_testkit::{
+    OciLayout, Registry, RegistryFaults, RegistryProxy, inspect_raw, random_bytes, sha256_digest,
+    skopeo_try,
+};
 
 use crate::image_common::*;
 
@@ -15,11 +18,29 @@ async fn throttling_and_503s_still_give_complete_copies() {
     push_fixture(&layout, &images, &src).await;
     let proxy = RegistryProxy::start(
         &src.host(),
-        RegistryFaults { throttle_every: 6, retry_after_secs: 1, fail_every: 5, ..Default::default() },
+        RegistryFaults {
+            throttle_every: 6,
+            retry_after_secs: 1,
+            fail_every: 5,
+            ..Default::default()
+        },
     )
     .await;
-    let dst_proxy = RegistryProxy::start(&dst.host(), RegistryFaults { fail_every: 7, ..Default::default() }).await;
-    let run = image_sync(&format!("docker://{}", proxy.host()), &format!("docker://{}", dst_proxy.host()), &[], &[]).await;
+    let dst_proxy = RegistryProxy::start(
+        &dst.host(),
+        RegistryFaults {
+            fail_every: 7,
+            ..Default::default()
+        },
+    )
+    .await;
+    let run = image_sync(
+        &format!("docker://{}", proxy.host()),
+        &format!("docker://{}", dst_proxy.host()),
+        &[],
+        &[],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.n("copied"), 4);
     let s = proxy.stats();
@@ -43,7 +64,14 @@ async fn a_corrupted_blob_is_caught_and_fetched_again() {
     push_fixture(&layout, &images[..1], &src).await;
 
     // No retries: the image fails with a digest mismatch and its tag never appears.
-    let proxy = RegistryProxy::start(&src.host(), RegistryFaults { corrupt_blob_gets: 1, ..Default::default() }).await;
+    let proxy = RegistryProxy::start(
+        &src.host(),
+        RegistryFaults {
+            corrupt_blob_gets: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     let run = image_sync(
         &format!("docker://{}/app-a:1.0", proxy.host()),
         &format!("docker://{}/app-a:1.0", dst.host()),
@@ -56,18 +84,41 @@ async fn a_corrupted_blob_is_caught_and_fetched_again() {
     assert_eq!(run.n("failed"), 1);
     assert!(run.stderr.contains("digest mismatch"), "{}", run.stderr);
     let target = format!("docker://{}/app-a:1.0", dst.host());
-    assert!(skopeo_try(&["inspect", "--raw", "--tls-verify=false", &target]).await.is_err(), "the tag must not exist");
+    assert!(
+        skopeo_try(&["inspect", "--raw", "--tls-verify=false", &target])
+            .await
+            .is_err(),
+        "the tag must not exist"
+    );
     // No corrupted blob was stored: every blob file the registry holds hashes to its name.
     for entry in walk(&dst.root().join("docker/registry/v2/blobs")) {
         if entry.ends_with("data") {
             let bytes = std::fs::read(&entry).unwrap();
-            let name = entry.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
-            assert_eq!(sha256_digest(&bytes), format!("sha256:{name}"), "{}", entry.display());
+            let name = entry
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert_eq!(
+                sha256_digest(&bytes),
+                format!("sha256:{name}"),
+                "{}",
+                entry.display()
+            );
         }
     }
 
     // With retries the corrupted attempt is thrown away and the blob fetched again.
-    let proxy = RegistryProxy::start(&src.host(), RegistryFaults { corrupt_blob_gets: 1, ..Default::default() }).await;
+    let proxy = RegistryProxy::start(
+        &src.host(),
+        RegistryFaults {
+            corrupt_blob_gets: 1,
+            ..Default::default()
+        },
+    )
+    .await;
     let run = image_sync(
         &format!("docker://{}/app-a:1.0", proxy.host()),
         &format!("docker://{}/app-a:1.0", dst.host()),
@@ -83,7 +134,9 @@ async fn a_corrupted_blob_is_caught_and_fetched_again() {
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -108,7 +161,13 @@ async fn a_200_mib_layer_streams_through_verified() {
     dth_testkit::push_layout(l.dir(), "big", &src, "big:1").await;
     eprintln!("fixture pushed after {:?}", t0.elapsed());
     let started = std::time::Instant::now();
-    let run = image_sync(&format!("docker://{}/big:1", src.host()), &format!("docker://{}/big:1", dst.host()), &[], &[]).await;
+    let run = image_sync(
+        &format!("docker://{}/big:1", src.host()),
+        &format!("docker://{}/big:1", dst.host()),
+        &[],
+        &[],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.n("bytes") > 200 << 20);
     eprintln!("dth copied 200 MiB in {:?}", started.elapsed());
