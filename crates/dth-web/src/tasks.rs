@@ -145,8 +145,9 @@ pub struct TaskSpecDoc {
 pub async fn create(
     State(state): State<AppState>,
     Extension(Actor(actor)): Extension<Actor>,
-    ApiJson(spec): ApiJson<TaskSpec>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let spec = parse_spec(body)?;
     let task = state.hub.create_task(spec, &actor).await?;
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok((
@@ -154,6 +155,46 @@ pub async fn create(
         [(header::LOCATION, location)],
         Json(TaskView::from(task)),
     ))
+}
+
+/// Reads a task spec, naming the field at fault. Serde loses the path inside the flattened job
+/// (`unknown variant` without saying where), so on failure each part is read again on its own.
+pub fn parse_spec(body: Value) -> Result<TaskSpec, ApiError> {
+    let whole = match located::<TaskSpec>("", &body) {
+        Ok(spec) => return Ok(spec),
+        Err(message) => message,
+    };
+    let part = |field: &str| -> Option<String> {
+        let v = body.get(field)?;
+        match field {
+            "source" | "destination" => located::<dth_model::EndpointSpec>(field, v).err(),
+            "options" => located::<dth_model::SyncOptions>(field, v).err(),
+            "schedule" => located::<dth_model::Schedule>(field, v).err(),
+            _ => located::<Vec<dth_model::AlarmTarget>>(field, v).err(),
+        }
+    };
+    let message = ["source", "destination", "options", "schedule", "alarms"]
+        .into_iter()
+        .find_map(part)
+        .unwrap_or(whole);
+    Err(ApiError::bad_request(format!(
+        "invalid task spec: {message}"
+    )))
+}
+
+/// Deserializes `v`; on failure the message starts with the path of the field at fault under
+/// `field`.
+fn located<T: serde::de::DeserializeOwned>(field: &str, v: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(v.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let path = match (field, path.as_str()) {
+            ("", ".") => String::new(),
+            ("", p) => format!("{p}: "),
+            (f, ".") => format!("{f}: "),
+            (f, p) => format!("{f}.{p}: "),
+        };
+        format!("{path}{}", e.inner())
+    })
 }
 
 /// Every task, newest first.
