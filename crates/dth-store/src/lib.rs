@@ -12,8 +12,14 @@ an item checks that the caller still holds its lease, so a worker that lost its 
 another's result. Run counters are computed from item states ([`Store::run_counters`]), so "copied" can
 never exceed "found".
 
-Secrets are sealed with XChaCha20-Poly1305 under a [`MasterKey`] before they reach the database and can
-be read back only by the runtime through [`Store::secret`]; nothing here logs or prints them.
+Secrets are sealed with XChaCha20-Poly1305 under a [`MasterKey`] (from `DTH_MASTER_KEY` or a 0600
+`master.key` file, [`MasterKey::from_env_or_file`]) before they reach the database, the secret's name
+bound in as associated data, and can be read back only by the runtime through [`Store::secret`];
+nothing here logs or prints them. API tokens are stored as SHA-256 hashes.
+
+Both backends share their SQL (`$N` placeholders, which sqlx's SQLite driver binds by number): the
+methods are written once (`common.rs`) and expanded per backend; only claims, transactions and
+leadership differ (`sqlite.rs`, `postgres.rs`). Integer columns are `BIGINT`, JSON is text.
 
 This crate knows nothing of S3 or OCI: specs and item payloads are opaque JSON to it.
 */
@@ -177,7 +183,8 @@ pub struct RunCounters {
     pub dead: u64,
     /// Items cancelled by a stop.
     pub cancelled: u64,
-    /// Bytes done so far by items not yet done (parts of giant objects).
+    /// Bytes written so far by unfinished items (objects and parts being copied, see
+    /// [`Store::add_progress`]) and by the done parts of giant objects that are not complete yet.
     pub bytes_in_flight: u64,
 }
 
@@ -414,25 +421,28 @@ pub trait Store: Send + Sync + 'static {
     /// If the run is TRANSFERRING and no item is queued, leased or waiting: ends it (DONE, or FAILED
     /// when some item is dead) and returns the new status.
     async fn finish_run_if_drained(&self, run_id: i64) -> Result<Option<RunStatus>>;
-    /// Stops a run: queued and waiting items become cancelled, the run STOPPED. Leased items stay with
-    /// their workers, whose acks are still taken. Returns the items cancelled.
+    /// Stops a run: queued and waiting items (parts too) become cancelled, the run STOPPED (if it was
+    /// active). Leased items stay with their workers, whose acks are still taken. Returns the items
+    /// cancelled.
     async fn stop_run(&self, run_id: i64) -> Result<u64>;
 
     // ---- items ----
     /// Queues items in one transaction; an item whose (run, kind, key, part number) exists is left
     /// alone. Returns how many were added.
     async fn insert_items(&self, run_id: i64, items: &[NewItem]) -> Result<u64>;
-    /// Which of these object keys already have an item in the run.
+    /// Which of these keys already have an item (object or delete; parts are not looked at) in the run.
     async fn existing_keys(&self, run_id: i64, keys: &[String]) -> Result<HashSet<String>>;
     /// Claims up to `max` claimable items (queued with `not_before` ≤ now, or leased with an expired
     /// lease) of active runs, oldest first, parts before objects. Each gets `attempts + 1`, the lease,
-    /// and `lease_owner = worker`.
+    /// and `lease_owner = worker`. Items of runs that are not FINDING or TRANSFERRING are never
+    /// claimed. A claim never dead-letters: only [`Store::retry_later`] does.
     async fn claim(&self, worker: &str, max: usize, lease: Duration) -> Result<Vec<Item>>;
     /// Claims one given item if it is claimable.
     async fn claim_item(&self, worker: &str, id: i64, lease: Duration) -> Result<Option<Item>>;
     /// Extends the leases of these items held by `worker`; returns the ids still held.
     async fn heartbeat(&self, worker: &str, ids: &[i64], lease: Duration) -> Result<Vec<i64>>;
     /// Ends items held by `worker` as done or skipped (`bytes_done` = size for done), in one transaction.
+    /// Any other state is refused with [`Error::Conflict`]. The results are in the order of `acks`.
     async fn ack(&self, worker: &str, acks: &[Ack]) -> Result<Vec<Acked>>;
     /// Failed attempts: dead when permanent or attempts ≥ the run's max, queued again after `delay`
     /// otherwise. In one transaction.
@@ -458,7 +468,8 @@ pub trait Store: Send + Sync + 'static {
     async fn parts(&self, parent_id: i64) -> Result<Vec<Item>>;
     /// Removes a giant object's parts (after its upload was aborted) and clears its payload.
     async fn delete_parts(&self, parent_id: i64) -> Result<()>;
-    /// Dead-letters a waiting giant object and cancels its unfinished parts (a part died).
+    /// Dead-letters a giant object (waiting, or queued / leased after its last part) and cancels its
+    /// unfinished parts (queued or leased: their workers' acks are then refused). For when a part died.
     async fn kill_parent(&self, parent_id: i64, error: &str) -> Result<()>;
     /// Items of a run, optionally in one state, by id after `after_id`, at most `limit`.
     async fn list_items(
@@ -471,7 +482,8 @@ pub trait Store: Send + Sync + 'static {
     /// One item.
     async fn get_item(&self, id: i64) -> Result<Option<Item>>;
     /// Dead items of a run (all, or these ids) queued again with attempts reset; a FAILED or DONE run
-    /// goes back to TRANSFERRING. Returns how many.
+    /// goes back to TRANSFERRING. Parts are never retried on their own: retry their object, whose
+    /// worker starts it over. Returns how many.
     async fn retry_dead(&self, run_id: i64, ids: Option<&[i64]>) -> Result<u64>;
 
     // ---- secrets ----
