@@ -176,7 +176,14 @@ pub fn parse_spec(body: Value) -> Result<TaskSpec, ApiError> {
     let message = ["source", "destination", "options", "schedule", "alarms"]
         .into_iter()
         .find_map(part)
-        .unwrap_or(whole);
+        .unwrap_or_else(|| {
+            // The job's tag is read through `flatten`, which drops the path.
+            if whole.starts_with("unknown variant") && body.get("kind").is_some() {
+                format!("kind: {whole}")
+            } else {
+                whole
+            }
+        });
     Err(ApiError::bad_request(format!(
         "invalid task spec: {message}"
     )))

@@ -374,7 +374,12 @@ async fn bad_input_is_400_and_creates_nothing() {
     )
     .await;
     rejected(&api, &with(&|s| s["colour"] = json!("blue")), "colour").await;
-    rejected(&api, &with(&|s| s["kind"] = json!("ftp")), "ftp").await;
+    rejected(
+        &api,
+        &with(&|s| s["kind"] = json!("ftp")),
+        "kind: unknown variant `ftp`",
+    )
+    .await;
     rejected(
         &api,
         &with(&|s| s["destination"]["credentials"] = json!({"kind": "magic"})),
