@@ -922,17 +922,7 @@ macro_rules! impl_store {
                 let what = || $crate::rows::db(format!("dead-letter item {parent_id}"));
                 let now = $crate::now_ms();
                 let mut tx = self.write_tx().await?;
-                sqlx::query(
-                    "UPDATE items SET state = 'dead', last_error = $2, lease_owner = NULL, \
-                     lease_expires_at = NULL, updated_at = $3 \
-                     WHERE id = $1 AND state IN ('waiting', 'queued', 'leased')",
-                )
-                .bind(parent_id)
-                .bind(error)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(what())?;
+                // Parts first, then the parent: the order acks lock them in (no deadlock).
                 // Leased parts too: their workers' acks are then refused.
                 sqlx::query(
                     "UPDATE items SET state = 'cancelled', lease_owner = NULL, \
@@ -940,6 +930,17 @@ macro_rules! impl_store {
                      WHERE parent_id = $1 AND state IN ('queued', 'leased', 'waiting')",
                 )
                 .bind(parent_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(what())?;
+                sqlx::query(
+                    "UPDATE items SET state = 'dead', last_error = $2, lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = $3 \
+                     WHERE id = $1 AND state IN ('waiting', 'queued', 'leased')",
+                )
+                .bind(parent_id)
+                .bind(error)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
