@@ -84,7 +84,10 @@ async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
         .collect();
     let t0 = Instant::now();
     for chunk in items.chunks(1000) {
-        store.insert_items(run.id, chunk).await.expect("insert items");
+        store
+            .insert_items(run.id, chunk)
+            .await
+            .expect("insert items");
     }
     let insert_s = t0.elapsed().as_secs_f64();
     store
@@ -138,7 +141,10 @@ async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
     }
     let drain_s = t0.elapsed().as_secs_f64();
     let counters = store.run_counters(run.id).await.expect("counters");
-    assert_eq!(counters.copied, a.items as u64, "every item done exactly once");
+    assert_eq!(
+        counters.copied, a.items as u64,
+        "every item done exactly once"
+    );
     assert_eq!(counters.pending, 0);
     assert_eq!(
         store.finish_run_if_drained(run.id).await.expect("finish"),

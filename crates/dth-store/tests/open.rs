@@ -25,5 +25,9 @@ async fn unknown_schemes_are_refused() {
         Ok(_) => panic!("mysql:// must be refused"),
     };
     assert!(matches!(err, Error::Db(_)));
-    assert!(err.to_string().contains("neither a postgres:// URL nor a SQLite file"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("neither a postgres:// URL nor a SQLite file"),
+        "{err}"
+    );
 }
