@@ -14,7 +14,8 @@
 #   BENCH_STORE_BACKENDS   comma-separated [sqlite,postgres]
 #   BENCH_DISK=/var/tmp    where the SQLite file lives (on disk, not tmpfs)
 #   BENCH_LOG_DIR          [target/bench/store-DATE]
-#   BENCH_SCALEOUT=0|1     run the dth worker scale-out part [1] (skipped until it exists)
+#   BENCH_SCALEOUT=0|1     run the dth worker scale-out part [1] (bench/store-scaleout.sh:
+#                          BENCH_SCALEOUT_OBJECTS [4000], BENCH_SCALEOUT_SIZE [16384], BENCH_SCALEOUT_WORKERS [1 2 4])
 # Output: one table and a last line `RESULT sqlite_changes_per_s=… postgres_changes_per_s=… …`.
 # Target: >= 5,000 state changes/s on SQLite. Exit 1 if a run failed its checks (every item done once,
 # counters exact, run DONE) or SQLite is under the target.
@@ -67,16 +68,9 @@ for be in "${BACKENDS[@]}"; do
     "$M_RSS" "$M_CPU" "insert ${ins} items/s; claim ${claim_ms} ms, ack ${ack_ms} ms per call"
 done
 
-# ---- dth worker scale-out (hook) ----------------------------------------------------------------
-# To be filled in by the runtime: start PostgreSQL (dth-testkit's PgServer or initdb + postgres as
-# in crates/dth-testkit/src/postgres.rs), two s3s-fs peers (start_s3sfs in lib.sh), create a task of
-# many small objects through `dth serve --store postgres://…`, then time the drain with 1, 2 and 4
-# `dth worker --store postgres://…` processes. Add rows with `row` and set SCALEOUT_RESULT to
-# "worker_1_objects_per_s=… worker_2_objects_per_s=… worker_4_objects_per_s=…".
+# ---- dth worker scale-out --------------------------------------------------------------------
 SCALEOUT_RESULT="worker_1_objects_per_s=NA worker_2_objects_per_s=NA worker_4_objects_per_s=NA"
-bench_worker_scaleout() {
-  log "dth worker scale-out: not implemented yet (needs dth serve / dth worker)"
-}
+source "$BENCH_DIR/store-scaleout.sh"
 if [ "$BENCH_SCALEOUT" = 1 ]; then bench_worker_scaleout; fi
 
 print_table

@@ -141,7 +141,19 @@ impl Hub {
                 .await
             {
                 Ok(kept) if kept.len() < ids.len() => {
-                    tracing::warn!("{} leases were lost", ids.len() - kept.len());
+                    // Items finished since the snapshot are not lost; the others are.
+                    let kept: HashSet<i64> = kept.into_iter().collect();
+                    let lost = {
+                        let held = lock(&held);
+                        ids.iter()
+                            .filter(|id| !kept.contains(id) && held.contains_key(id))
+                            .count()
+                    };
+                    if lost > 0 {
+                        tracing::warn!(
+                            "{lost} leases were lost; other workers may take those items"
+                        );
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!("heartbeat: {e}"),
@@ -230,7 +242,19 @@ impl Hub {
                     Some((p.part_number?, pp.done?))
                 })
                 .collect();
-            let v = c.finish_giant(&obj, upload, &done).await?;
+            let v = match c.finish_giant(&obj, upload, &done).await {
+                Ok(v) => v,
+                Err(e @ dth_s3::Error::UploadGone { .. }) => {
+                    // Start the object over: its parts went with the upload.
+                    c.abort_upload(&obj.key, &upload.upload_id).await;
+                    self.store
+                        .delete_parts(item.id)
+                        .await
+                        .map_err(|e| store_err(&item.key, e))?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             return Ok(Outcome::Ack(ack(
                 item,
                 ItemState::Done,

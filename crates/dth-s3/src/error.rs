@@ -106,6 +106,15 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// A giant object's multipart upload is gone (aborted, or lost by a server interrupted while
+    /// completing it) and the object was not completed: it must be copied again from the start.
+    #[error(
+        "{key}: the multipart upload is gone and the object was not completed; it will be copied again"
+    )]
+    UploadGone {
+        /// The object key.
+        key: String,
+    },
     /// The sync was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -120,7 +129,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Request { retryable, .. } => *retryable,
-            Error::Verify { .. } | Error::WrittenMismatch { .. } | Error::Body { .. } => true,
+            Error::Verify { .. }
+            | Error::WrittenMismatch { .. }
+            | Error::Body { .. }
+            | Error::UploadGone { .. } => true,
             _ => false,
         }
     }

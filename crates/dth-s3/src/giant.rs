@@ -8,7 +8,8 @@
 //! - opening first aborts uploads of the same key left by a worker that died before recording its id;
 //! - a part copied again replaces the same part number; with `reuse` a part already stored (ListParts)
 //!   with the right size and an MD5 ETag is taken as it is;
-//! - completing an upload that is already complete checks the destination object instead.
+//! - completing an upload that is already gone checks the destination object instead: it is taken as
+//!   done only when its ETag is the composite of our parts.
 //!
 //! Verification: Content-MD5 on every part; before completion the MD5-of-part-MD5s is compared with the
 //! source ETag when the source has a composite ETag in the same layout; after completion the destination
@@ -24,6 +25,7 @@ use crate::meta::{ObjectMeta, checksum_etag, etag_md5, etag_parts, unquote};
 use crate::multipart::{
     abort, check_dst_etag, composite_etag, create_upload, ranges, source_layout, upload_part,
 };
+use crate::profile::EtagKind;
 use crate::write::{SourceMeta, apply_write};
 
 /// An open multipart upload of a giant object.
@@ -245,15 +247,35 @@ impl Copier {
             Ok(done) => {
                 let etag = checksum_etag(done.e_tag(), done.server_side_encryption(), None);
                 check_dst_etag(self, obj, etag, &composite, None)?;
+                let head_etag = self.check_dst_size(&obj.key, obj.size).await?;
+                check_dst_etag(self, obj, head_etag, &composite, None)?;
             }
-            // Completed already by a worker that died before recording it: the checks below decide.
-            Err(e) if e.is_not_found() => {
-                tracing::info!(key = %obj.key, "upload already completed; checking the object");
+            // The upload is gone: a worker that lost its lease may have completed it already (servers
+            // answer NoSuchUpload, or like s3s-fs AccessDenied). The object must then be ours.
+            Err(e)
+                if matches!(
+                    e,
+                    Error::Request {
+                        status: Some(403 | 404),
+                        ..
+                    }
+                ) =>
+            {
+                tracing::info!(key = %obj.key, "upload gone; checking whether it was completed: {e}");
+                let gone = || Error::UploadGone {
+                    key: obj.key.clone(),
+                };
+                let head_etag = self
+                    .check_dst_size(&obj.key, obj.size)
+                    .await
+                    .map_err(|_| gone())?;
+                let predictable = self.dst.profile().multipart_etag == EtagKind::Md5OfParts;
+                if !predictable || head_etag.as_deref() != Some(composite.as_str()) {
+                    return Err(gone());
+                }
             }
             Err(e) => return Err(e),
         }
-        let head_etag = self.check_dst_size(&obj.key, obj.size).await?;
-        check_dst_etag(self, obj, head_etag, &composite, None)?;
         Ok(verification)
     }
 

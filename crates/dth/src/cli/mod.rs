@@ -3,6 +3,7 @@
 mod hub;
 mod image;
 mod s3;
+mod state;
 
 use std::process::ExitCode;
 

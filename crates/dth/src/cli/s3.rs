@@ -164,6 +164,10 @@ pub struct SyncArgs {
     /// Write one JSON line per object (key, action, size, verification, error) to this file
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Keep the sync's progress in this SQLite file: run the same command again after an interruption
+    /// and it goes on where it stopped (see docs/hub.md)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "report", "prefix_list"])]
+    state: Option<PathBuf>,
 }
 
 /// One side's flags, whichever prefix they came with.
@@ -259,6 +263,15 @@ pub async fn run(cmd: S3Command, verbose: u8) -> anyhow::Result<ExitCode> {
     let mut src = endpoint_spec("source", "src", &a.src, a.src_side.into())?;
     src.requester_pays = a.requester_pays;
     let dst = endpoint_spec("destination", "dst", &a.dst, a.dst_side.into())?;
+    if let Some(state) = &a.state {
+        // Check the endpoints before anything is recorded, as a plain sync does.
+        let s = Endpoint::connect(Side::Source, &src, opts.retries).await?;
+        let d = Endpoint::connect(Side::Destination, &dst, opts.retries).await?;
+        let (x, y) = tokio::join!(s.check(), d.check());
+        x?;
+        y?;
+        return super::state::run(state, src, dst, opts, a.json).await;
+    }
     let src = Endpoint::connect(Side::Source, &src, opts.retries).await?;
     let dst = Endpoint::connect(Side::Destination, &dst, opts.retries).await?;
     let mut sync = Sync::new(src, dst, opts).await?;

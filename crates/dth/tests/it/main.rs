@@ -3,10 +3,11 @@
 //! keys, bytes, metadata.
 
 mod common;
-mod s3_faults;
-mod s3_sync;
+mod hub;
 mod image_common;
+mod image_ecr;
 mod image_faults;
 mod image_local;
 mod image_sync;
-mod image_ecr;
+mod s3_faults;
+mod s3_sync;
