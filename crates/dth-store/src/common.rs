@@ -656,41 +656,55 @@ macro_rules! impl_store {
                     return Ok(Vec::new());
                 }
                 let now = $crate::now_ms();
-                // Rows in id order, then parents in id order: one lock order for every caller.
-                let mut order: Vec<usize> = (0..acks.len()).collect();
-                order.sort_by_key(|&i| acks[i].id);
                 let mut out: Vec<$crate::Acked> = acks
                     .iter()
                     .map(|a| $crate::Acked { id: a.id, accepted: false, parent_ready: None })
                     .collect();
+                // The first ack of each id counts; a repeated id in one call is refused.
+                let mut first: std::collections::HashMap<i64, usize> =
+                    std::collections::HashMap::with_capacity(acks.len());
+                for (i, a) in acks.iter().enumerate() {
+                    first.entry(a.id).or_insert(i);
+                }
+                let mut unique: Vec<usize> = first.values().copied().collect();
+                unique.sort_unstable_by_key(|&i| acks[i].id);
                 let mut parents: Vec<(usize, i64)> = Vec::new();
                 let mut tx = self.write_tx().await?;
-                for i in order {
-                    let a = &acks[i];
-                    let done = i64::from(a.state == dth_model::ItemState::Done);
-                    let row: Option<(Option<i64>,)> = sqlx::query_as(
-                        "UPDATE items SET state = $3, \
-                         bytes_done = CASE WHEN $4 = 1 THEN size ELSE bytes_done END, \
-                         dst_etag = $5, verification = $6, payload = COALESCE($7, payload), \
-                         lease_owner = NULL, lease_expires_at = NULL, updated_at = $8 \
-                         WHERE id = $1 AND lease_owner = $2 AND state = 'leased' \
-                         RETURNING parent_id",
+                // One statement per chunk: the results joined in as a VALUES table.
+                for chunk in unique.chunks($crate::rows::CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "WITH v (id, state, done, dst_etag, verification, payload) AS (",
+                    );
+                    qb.push_values(chunk, |mut b, &i| {
+                        let a = &acks[i];
+                        b.push_bind(a.id)
+                            .push_bind(a.state.name())
+                            .push_bind(i64::from(a.state == dth_model::ItemState::Done))
+                            .push_bind(a.dst_etag.as_deref())
+                            .push_bind(a.verification.as_deref())
+                            .push_bind(a.payload.as_ref().map($crate::rows::to_json));
+                    });
+                    qb.push(
+                        ") UPDATE items SET state = v.state, \
+                         bytes_done = CASE WHEN v.done = 1 THEN items.size ELSE items.bytes_done END, \
+                         dst_etag = v.dst_etag, verification = v.verification, \
+                         payload = COALESCE(v.payload, items.payload), lease_owner = NULL, \
+                         lease_expires_at = NULL, updated_at = ",
                     )
-                    .bind(a.id)
-                    .bind(worker)
-                    .bind(a.state.name())
-                    .bind(done)
-                    .bind(a.dst_etag.as_deref())
-                    .bind(a.verification.as_deref())
-                    .bind(a.payload.as_ref().map($crate::rows::to_json))
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(what())?;
-                    if let Some((parent,)) = row {
+                    .push_bind(now)
+                    .push(" FROM v WHERE items.id = v.id AND items.state = 'leased' AND items.lease_owner = ")
+                    .push_bind(worker)
+                    .push(" RETURNING items.id, items.parent_id, items.state");
+                    let rows: Vec<(i64, Option<i64>, String)> = qb
+                        .build_query_as()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(what())?;
+                    for (id, parent, state) in rows {
+                        let Some(&i) = first.get(&id) else { continue };
                         out[i].accepted = true;
                         if let Some(parent) = parent
-                            && done == 1
+                            && state == dth_model::ItemState::Done.name()
                         {
                             parents.push((i, parent));
                         }

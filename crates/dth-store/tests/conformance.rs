@@ -812,6 +812,36 @@ async fn payload_progress_and_ack_payload(c: &Ctx) {
     assert!(matches!(s.ack("w", &[bad]).await, Err(Error::Conflict(_))));
 }
 
+async fn ack_batches(c: &Ctx) {
+    let s = &*c.store;
+    let (_t, r) = run_with(s, 4, 5).await;
+    let a = s.claim("w", 4, LEASE).await.unwrap();
+    // Out of order, one repeated, one not held: results follow the input order.
+    let mut foreign = done(a[3].id);
+    foreign.id = -5;
+    let out = s
+        .ack("w", &[done(a[2].id), done(a[0].id), done(a[2].id), foreign])
+        .await
+        .unwrap();
+    let got: Vec<(i64, bool)> = out.iter().map(|x| (x.id, x.accepted)).collect();
+    assert_eq!(
+        got,
+        [
+            (a[2].id, true),
+            (a[0].id, true),
+            (a[2].id, false),
+            (-5, false)
+        ]
+    );
+    assert!(s.ack("w", &[]).await.unwrap().is_empty());
+    let counters = s.run_counters(r.id).await.unwrap();
+    assert_eq!((counters.copied, counters.pending), (2, 2));
+    assert_eq!(
+        s.get_item(a[1].id).await.unwrap().unwrap().state,
+        ItemState::Leased
+    );
+}
+
 async fn split_parts_and_parent_ready(c: &Ctx) {
     let s = &*c.store;
     let (_t, r) = run_with(s, 2, 5).await;
@@ -1434,6 +1464,7 @@ conformance!(
     permanent_failure_is_dead_at_once,
     release_does_not_count_an_attempt,
     payload_progress_and_ack_payload,
+    ack_batches,
     split_parts_and_parent_ready,
     last_parts_acked_concurrently,
     kill_parent_cancels_parts,
