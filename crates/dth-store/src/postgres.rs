@@ -78,14 +78,15 @@ impl PgStore {
             .map(|c| format!("items.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
+        // `+run_id`: walk the partial indexes in (prio, id) order rather than sort a run's items.
         let sql = format!(
             "WITH expired AS ( \
                SELECT id, prio FROM items WHERE state = 'leased' AND lease_expires_at < $3 \
-               AND run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
+               AND +run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
                ORDER BY prio, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
              due AS ( \
                SELECT id, prio FROM items WHERE state = 'queued' AND not_before <= $3 \
-               AND run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
+               AND +run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
                ORDER BY prio, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
              pick AS ( \
                SELECT id FROM (SELECT id, prio FROM expired UNION ALL SELECT id, prio FROM due) u \

@@ -86,19 +86,20 @@ impl SqliteStore {
         let now = now_ms();
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         // Expired leases and due queued items, each walked in (prio, id) order through its partial
-        // index, merged, and the first `max` leased in one statement.
+        // index, merged, and the first `max` leased in one statement. `+run_id` keeps the planner
+        // off the (run_id, state) index, which would sort every queued item of the run per claim.
         let sql = format!(
             "UPDATE items SET state = 'leased', attempts = attempts + 1, lease_owner = $1, \
              lease_expires_at = $2, updated_at = $3 \
              WHERE id IN (SELECT id FROM ( \
                SELECT id, prio FROM (SELECT id, prio FROM items \
                  WHERE state = 'leased' AND lease_expires_at < $3 \
-                 AND run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
+                 AND +run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
                  ORDER BY prio, id LIMIT $4) \
                UNION ALL \
                SELECT id, prio FROM (SELECT id, prio FROM items \
                  WHERE state = 'queued' AND not_before <= $3 \
-                 AND run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
+                 AND +run_id IN (SELECT id FROM runs WHERE status IN ('FINDING', 'TRANSFERRING')) \
                  ORDER BY prio, id LIMIT $4) \
              ) ORDER BY prio, id LIMIT $4) \
              RETURNING {ITEM_COLS}"
