@@ -33,10 +33,10 @@ enum Command {
     Worker(hub::WorkerArgs),
     /// Object storage commands.
     #[command(subcommand)]
-    S3(s3::S3Command),
+    S3(Box<s3::S3Command>),
     /// Container image commands.
     #[command(subcommand)]
-    Image(image::ImageCommand),
+    Image(Box<image::ImageCommand>),
 }
 
 /// Sets up `tracing`: warnings by default, `DTH_LOG` or `RUST_LOG` to change.
@@ -66,7 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => hub::serve(args).await,
         Command::Worker(args) => hub::worker(args).await,
-        Command::S3(cmd) => s3::run(cmd, cli.verbose).await,
-        Command::Image(cmd) => image::run(cmd, cli.verbose).await,
+        Command::S3(cmd) => s3::run(*cmd, cli.verbose).await,
+        Command::Image(cmd) => image::run(*cmd, cli.verbose).await,
     }
 }

@@ -473,10 +473,7 @@ async fn two_hubs_fire_a_schedule_once() {
     a.terminate();
     b.terminate();
     assert_copied(&peer, &want).await;
-    assert_eq!(
-        runs.iter().filter(|r| r.status.is_active()).count() <= 1,
-        true
-    );
+    assert!(runs.iter().filter(|r| r.status.is_active()).count() <= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -519,11 +516,10 @@ async fn interrupted_sync_with_state_file_resumes() {
         cmd
     };
     // First invocation, slowed down, interrupted after some objects.
-    let mut first = args().stdout(Stdio::piped()).spawn().unwrap();
+    let first = args().stdout(Stdio::piped()).spawn().unwrap();
     let db = format!("sqlite://{}", state.display());
-    let mut store = None;
     let t0 = Instant::now();
-    loop {
+    let store = loop {
         if state.exists()
             && let Ok(s) = dth_store::open(&db, MasterKey::parse(&key).unwrap()).await
         {
@@ -532,8 +528,7 @@ async fn interrupted_sync_with_state_file_resumes() {
                 && let Some(r) = latest_run(s.as_ref(), &t.id).await
                 && s.run_counters(r.id).await.unwrap().copied >= 100
             {
-                store = Some(s);
-                break;
+                break s;
             }
         }
         assert!(
@@ -541,7 +536,7 @@ async fn interrupted_sync_with_state_file_resumes() {
             "no progress recorded"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     unsafe {
         libc::kill(first.id().unwrap() as i32, libc::SIGINT);
     }
@@ -558,7 +553,7 @@ async fn interrupted_sync_with_state_file_resumes() {
     assert_eq!(s2["run_id"], s["run_id"], "{s2}");
     assert_eq!(s2["copied"], 600, "{s2}");
     assert_eq!(s2["failed"], 0, "{s2}");
-    assert_run(store.unwrap().as_ref(), s2["run_id"].as_i64().unwrap(), 600).await;
+    assert_run(store.as_ref(), s2["run_id"].as_i64().unwrap(), 600).await;
     assert_copied(&peer, &want).await;
     // A third run is a fresh, incremental one: nothing to copy.
     let out = args().output().await.unwrap();
