@@ -538,15 +538,22 @@ impl Copier {
             .clone();
         if home != dst_repo {
             let mounted = if self.opts.mount && self.dst.profile().mount {
-                match self.dst.mount_blob(dst_repo, &d.digest, &home).await? {
-                    Mount::Mounted => {
+                match self.dst.mount_blob(dst_repo, &d.digest, &home).await {
+                    Ok(Mount::Mounted) => {
                         self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
                         true
                     }
-                    Mount::Upload(location) => {
+                    Ok(Mount::Upload(location)) => {
                         self.transfer_blob(src_repo, dst_repo, d, Some(location))
                             .await?;
                         true
+                    }
+                    // Some registries refuse the mount request itself (405, 404, 400): fall
+                    // back to a HEAD and an upload. Auth failures and cancellation still end here.
+                    Err(e @ (Error::Auth { .. } | Error::Cancelled)) => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cross-repository mount refused; uploading instead");
+                        false
                     }
                 }
             } else {

@@ -37,6 +37,7 @@ pub struct Registry {
     log_path: PathBuf,
     root: PathBuf,
     credentials: Option<(String, String)>,
+    token: Option<TokenServer>,
     child: Child,
     _temp: TempDir,
 }
@@ -76,23 +77,48 @@ impl AccessLine {
 impl Registry {
     /// Starts an open registry (no auth).
     pub async fn start() -> Registry {
-        Self::start_inner(None).await
+        Self::start_inner(None, false).await
     }
 
     /// Starts a registry requiring Basic auth with this user and password (htpasswd, bcrypt).
     pub async fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Self::start_inner(Some((user.to_string(), password.to_string()))).await
+        Self::start_inner(Some((user.to_string(), password.to_string())), false).await
     }
 
-    async fn start_inner(credentials: Option<(String, String)>) -> Registry {
+    /// Starts a registry requiring Bearer tokens from a token server of its own (RS256 JWTs
+    /// signed with a fresh self-signed certificate, made with `openssl`), which hands them out
+    /// for this user and password (Basic auth on the token request).
+    pub async fn start_with_token_auth(user: &str, password: &str) -> Registry {
+        Self::start_inner(Some((user.to_string(), password.to_string())), true).await
+    }
+
+    /// Tokens the token server issued (`None` without token auth).
+    pub fn tokens_issued(&self) -> Option<u64> {
+        self.token
+            .as_ref()
+            .map(|t| t.shared.issued.load(Ordering::SeqCst))
+    }
+
+    async fn start_inner(credentials: Option<(String, String)>, token_auth: bool) -> Registry {
         let bin = which(REGISTRY_BIN).unwrap_or_else(|| {
             panic!("{REGISTRY_BIN} not found on PATH: run scripts/install-peers (Debian package docker-registry)")
         });
         let temp = new_temp_dir();
         let root = temp.path().join("root");
         std::fs::create_dir_all(&root).expect("registry root");
+        let mut token = None;
         let auth = match &credentials {
             None => String::new(),
+            Some((user, password)) if token_auth => {
+                let server = TokenServer::start(temp.path(), user, password).await;
+                let text = format!(
+                    "auth:\n  token:\n    realm: http://{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    server.addr,
+                    temp.path().join("token-cert.pem").display()
+                );
+                token = Some(server);
+                text
+            }
             Some((user, password)) => {
                 let htpasswd = temp.path().join("htpasswd");
                 let out = Command::new("htpasswd")
@@ -154,6 +180,7 @@ impl Registry {
                         log_path,
                         root,
                         credentials,
+                        token,
                         child,
                         _temp: temp,
                     };
@@ -740,6 +767,245 @@ async fn proxy_handle(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Token server
+
+const TOKEN_SERVICE: &str = "dth-test-registry";
+const TOKEN_ISSUER: &str = "dth-test-issuer";
+
+/// A Docker token server: `GET /token?service=&scope=…` with Basic auth answers an RS256 JWT
+/// whose `x5c` header carries the certificate the registry trusts (`rootcertbundle`).
+struct TokenServer {
+    addr: SocketAddr,
+    shared: Arc<TokenShared>,
+    task: JoinHandle<()>,
+}
+
+struct TokenShared {
+    basic: String,
+    key: PathBuf,
+    x5c: String,
+    issued: AtomicU64,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TokenServer {
+    async fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        let key = dir.join("token-key.pem");
+        let cert = dir.join("token-cert.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=dth-test-token",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl not found");
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .expect("openssl x509");
+        assert!(
+            der.status.success(),
+            "openssl x509: {}",
+            String::from_utf8_lossy(&der.stderr)
+        );
+        let shared = Arc::new(TokenShared {
+            basic: format!(
+                "Basic {}",
+                b64(format!("{user}:{password}").as_bytes(), false)
+            ),
+            key,
+            x5c: b64(&der.stdout, false),
+            issued: AtomicU64::new(0),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind token server");
+        let addr = listener.local_addr().expect("token server address");
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let s = s.clone();
+                        conns.spawn(async move {
+                            let svc = service_fn(move |req| token_handle(s.clone(), req));
+                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        TokenServer { addr, shared, task }
+    }
+}
+
+async fn token_handle(
+    s: Arc<TokenShared>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let authorized = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == s.basic);
+    if !authorized {
+        return Ok(proxy_full(
+            Bytes::from_static(b"{\"details\":\"bad credentials\"}"),
+            StatusCode::UNAUTHORIZED,
+        ));
+    }
+    let query = req.uri().query().unwrap_or("");
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        let Some(("scope", v)) = pair.split_once('=') else {
+            continue;
+        };
+        let v = percent_decode(v);
+        for one in v.split(' ') {
+            let Some((kind, rest)) = one.split_once(':') else {
+                continue;
+            };
+            let Some((name, actions)) = rest.rsplit_once(':') else {
+                continue;
+            };
+            access.push(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}));
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let n = s.issued.fetch_add(1, Ordering::SeqCst);
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [s.x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": "dth-test", "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{n}"), "access": access,
+    });
+    let input = format!(
+        "{}.{}",
+        b64(&serde_json::to_vec(&header).unwrap_or_default(), true),
+        b64(&serde_json::to_vec(&claims).unwrap_or_default(), true)
+    );
+    let signed = async {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&s.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        child.stdin.take()?.write_all(input.as_bytes()).await.ok()?;
+        let out = child.wait_with_output().await.ok()?;
+        out.status.success().then_some(out.stdout)
+    }
+    .await;
+    let Some(sig) = signed else {
+        return Ok(proxy_full(
+            Bytes::from_static(b"signing failed"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ));
+    };
+    let jwt = format!("{input}.{}", b64(&sig, true));
+    let body = serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 300});
+    let mut r = proxy_full(
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        StatusCode::OK,
+    );
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().expect("header"));
+    Ok(r)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Base64 (standard with padding, or URL-safe without).
+fn b64(data: &[u8], url: bool) -> String {
+    let table: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        let chars = [n >> 18, n >> 12, n >> 6, n].map(|x| table[(x & 63) as usize] as char);
+        out.push(chars[0]);
+        out.push(chars[1]);
+        if chunk.len() > 1 {
+            out.push(chars[2]);
+        } else if !url {
+            out.push('=');
+        }
+        if chunk.len() > 2 {
+            out.push(chars[3]);
+        } else if !url {
+            out.push('=');
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
 // process helpers
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -823,6 +1089,17 @@ mod tests {
                 path: "/v2/app/manifests/1".into(),
                 status: 200
             }]
+        );
+    }
+
+    #[test]
+    fn base64_and_percent_decoding() {
+        assert_eq!(b64(b"user:pass", false), "dXNlcjpwYXNz");
+        assert_eq!(b64(b"ab", false), "YWI=");
+        assert_eq!(b64(&[0xfb, 0xff], true), "-_8");
+        assert_eq!(
+            percent_decode("repository%3Aa%2Fb%3Apull%2Cpush+x%"),
+            "repository:a/b:pull,push x%"
         );
     }
 

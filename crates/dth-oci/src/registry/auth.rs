@@ -205,6 +205,8 @@ pub(crate) struct AuthState {
     credentials: Mutex<Option<Credentials>>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
+    /// One token request at a time, so concurrent requests for the same scopes share one token.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for AuthState {
@@ -227,6 +229,7 @@ impl AuthState {
             credentials: Mutex::new(credentials),
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -261,6 +264,14 @@ impl AuthState {
             .clone()
     }
 
+    fn cached(&self, key: &str) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens
+            .get(key)
+            .filter(|t| t.expires > Instant::now())
+            .map(|t| format!("Bearer {}", t.value))
+    }
+
     /// Forgets the token for these scopes (after a 401 with it).
     pub(crate) fn invalidate(&self, scopes: &[String]) {
         self.tokens
@@ -283,14 +294,12 @@ impl AuthState {
             }
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = scopes.join(" ");
-                if let Some(t) = self
-                    .tokens
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&key)
-                    && t.expires > Instant::now()
-                {
-                    return Ok(Some(format!("Bearer {}", t.value)));
+                if let Some(h) = self.cached(&key) {
+                    return Ok(Some(h));
+                }
+                let _one_at_a_time = self.fetching.lock().await;
+                if let Some(h) = self.cached(&key) {
+                    return Ok(Some(h));
                 }
                 let token = self
                     .fetch_token(http, &realm, service.as_deref(), scopes, timeout)

@@ -461,3 +461,51 @@ async fn bad_input_is_one_clear_line_and_exit_2() {
         assert!(lines[0].contains(want), "{args:?}: {}", run.stderr);
     }
 }
+
+#[tokio::test]
+async fn bearer_token_auth_with_cached_tokens() {
+    let src = Registry::start_with_token_auth("carol", "t0ken-pass").await;
+    let dst = Registry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, images) = standard_fixture(dir.path());
+    push_fixture(&layout, &images, &src).await;
+    let before = src.tokens_issued().unwrap();
+    assert!(before > 0, "skopeo used the token server");
+
+    // Anonymous: the token server refuses, a clear error, exit 2 (listing fails before copying).
+    let run = image_sync(
+        &format!("docker://{}", src.host()),
+        &format!("docker://{}", dst.host()),
+        &[],
+        &[],
+    )
+    .await;
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("authentication failed"),
+        "{}",
+        run.stderr
+    );
+
+    let run = image_sync(
+        &format!("docker://{}", src.host()),
+        &format!("docker://{}", dst.host()),
+        &["--src-creds", "carol:t0ken-pass"],
+        &[],
+    )
+    .await;
+    assert_eq!((run.code, run.n("copied")), (0, 4), "{}", run.stderr);
+    // One token per scope set (catalog, then pull per repository), reused for every request.
+    let issued = src.tokens_issued().unwrap() - before;
+    let requests = run.summary()["source_requests"]["requests"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        issued <= 6 && requests > 3 * issued,
+        "{issued} tokens for {requests} requests"
+    );
+    assert!(!run.stderr.contains("t0ken-pass"));
+    for img in &images {
+        assert_same_image(&src, &dst, &format!("{}:{}", img.repo, img.tags[0])).await;
+    }
+}
