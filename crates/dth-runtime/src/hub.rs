@@ -48,6 +48,19 @@ impl Default for Config {
     }
 }
 
+/// Whether a secret name is one [`Hub::create_task`] made (`task-XXXXXXXX-source|destination`).
+fn is_generated_secret(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("task-") else {
+        return false;
+    };
+    let Some((tag, side)) = rest.split_once('-') else {
+        return false;
+    };
+    tag.len() == 8
+        && tag.bytes().all(|b| b.is_ascii_hexdigit())
+        && matches!(side, "source" | "destination")
+}
+
 fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -103,6 +116,7 @@ impl Hub {
             }
         }
         let tag: u32 = rand::random();
+        let mut moved = Vec::new();
         for (side, e) in [
             ("source", &mut job.source),
             ("destination", &mut job.destination),
@@ -122,19 +136,32 @@ impl Hub {
                 self.store
                     .put_secret(&name, value.to_string().as_bytes())
                     .await?;
+                moved.push(name.clone());
                 e.credentials = Credentials::Secret { name };
             }
         }
-        let task = self
-            .store
-            .create_task(NewTask {
-                name: spec.name.clone(),
-                kind: spec.kind().to_string(),
-                spec: serde_json::to_value(&spec)
-                    .map_err(|e| Error::BadRequest(format!("task spec: {e}")))?,
-                next_run_at: Some(now_ms()),
-            })
-            .await?;
+        let created = match serde_json::to_value(&spec) {
+            Ok(value) => self
+                .store
+                .create_task(NewTask {
+                    name: spec.name.clone(),
+                    kind: spec.kind().to_string(),
+                    spec: value,
+                    next_run_at: Some(now_ms()),
+                })
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(Error::BadRequest(format!("task spec: {e}"))),
+        };
+        let task = match created {
+            Ok(t) => t,
+            Err(e) => {
+                for name in &moved {
+                    let _ = self.store.delete_secret(name).await;
+                }
+                return Err(e);
+            }
+        };
         self.event(
             &task.id,
             None,
@@ -197,10 +224,21 @@ impl Hub {
     }
 
     /// Stops and deletes a task with its runs and items.
+    /// The secrets the hub made from the task's clear keys go with it.
     pub async fn delete_task(&self, id: &str, actor: &str) -> Result<(), Error> {
-        self.stop_task(id, actor).await?;
+        let task = self.stop_task(id, actor).await?;
         if !self.store.delete_task(id).await? {
             return Err(Error::NotFound(format!("task {id}")));
+        }
+        if let Ok(spec) = serde_json::from_value::<TaskSpec>(task.spec) {
+            let Job::S3(job) = &spec.job;
+            for e in [&job.source, &job.destination] {
+                if let Credentials::Secret { name } = &e.credentials
+                    && is_generated_secret(name)
+                {
+                    let _ = self.store.delete_secret(name).await;
+                }
+            }
         }
         tracing::info!(task = id, actor, "task deleted");
         Ok(())
@@ -303,5 +341,18 @@ impl Hub {
         if let Err(e) = res {
             tracing::warn!(task = task_id, "event log: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_its_own_secret_names() {
+        assert!(is_generated_secret("task-00c0ffee-source"));
+        assert!(is_generated_secret("task-00c0ffee-destination"));
+        assert!(!is_generated_secret("task-shared-source"));
+        assert!(!is_generated_secret("aws-prod"));
     }
 }
