@@ -535,6 +535,7 @@ macro_rules! impl_store {
                 .await
                 .map_err(what())?;
                 tx.commit().await.map_err(what())?;
+                self.after_insert(added);
                 Ok(added)
             }
 

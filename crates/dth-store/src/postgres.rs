@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -16,6 +16,8 @@ use crate::{Error, Item, Leadership, MasterKey, Result, now_ms};
 
 /// Advisory lock key of the scheduler leader ("dthsched").
 const LEADER_LOCK: i64 = 0x6474_6873_6368_6564;
+/// Items inserted after which this process refreshes the planner's statistics of `items`.
+const ANALYZE_EVERY: u64 = 20_000;
 /// How often the leader checks that its connection (and so its lock) is alive.
 const LEADER_CHECK: Duration = Duration::from_secs(5);
 /// Connections per process unless the URL says otherwise (`?max_connections=N` is not a PostgreSQL
@@ -27,6 +29,8 @@ pub(crate) struct PgStore {
     writer: PgPool,
     options: PgConnectOptions,
     key: MasterKey,
+    /// Items inserted since the last `ANALYZE items` this process started.
+    unanalyzed: Arc<AtomicU64>,
 }
 
 impl PgStore {
@@ -63,7 +67,26 @@ impl PgStore {
             pool,
             options,
             key,
+            unanalyzed: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A queue filled faster than autovacuum analyzes it gets planned as if it were nearly empty:
+    /// claims then sort every queued item instead of walking the partial index (170 ms instead of
+    /// 4 ms per claim at 100,000 items). So every [`ANALYZE_EVERY`] inserted items, refresh the
+    /// statistics in the background.
+    fn after_insert(&self, added: u64) {
+        let before = self.unanalyzed.fetch_add(added, Ordering::Relaxed);
+        if before + added < ANALYZE_EVERY {
+            return;
+        }
+        self.unanalyzed.store(0, Ordering::Relaxed);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("ANALYZE items").execute(&pool).await {
+                tracing::warn!("could not refresh the statistics of the items table: {e}");
+            }
+        });
     }
 
     async fn write_tx(&self) -> Result<Transaction<'static, Postgres>> {

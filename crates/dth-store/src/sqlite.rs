@@ -75,6 +75,9 @@ impl SqliteStore {
         Ok(SqliteStore { pool, writer, key })
     }
 
+    /// Nothing to do: SQLite's claim plan does not depend on statistics.
+    fn after_insert(&self, _added: u64) {}
+
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
