@@ -177,6 +177,20 @@ impl Hub {
         held: &'a Held,
     ) -> futures::future::BoxFuture<'a, ()> {
         async move {
+            // Claims count attempts; an item whose workers keep dying under it never reaches
+            // `retry_later`, so it is dead-lettered here once it has used its attempts.
+            if item.attempts > 1
+                && let Ok(Some(run)) = self.store.get_run(item.run_id).await
+                && item.attempts > run.max_attempts
+            {
+                let msg = format!(
+                    "claimed {} times without an end (its workers died or lost their leases)",
+                    item.attempts
+                );
+                self.failed(&item, &msg, true).await;
+                self.check_run_end(item.run_id).await;
+                return;
+            }
             let engine = match self.engines.get(self.store.as_ref(), &item.task_id).await {
                 Ok(e) => e,
                 Err(e) => {
