@@ -351,7 +351,7 @@ async fn answers_http(port: u16) -> bool {
 }
 
 /// A port that was free a moment ago (bind port 0, read it, release it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdTcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
@@ -373,7 +373,7 @@ fn new_temp_dir() -> TempDir {
     builder.tempdir().expect("create temporary directory")
 }
 
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(30);

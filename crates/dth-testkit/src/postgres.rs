@@ -6,11 +6,13 @@
 //! when the tests run as root the server runs as the `postgres` user (or `nobody`), owning its
 //! temporary directory.
 
+use crate::peer::free_port;
+use crate::peer::log_tail;
 use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::net::{TcpListener as StdTcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -383,14 +385,6 @@ fn chown(path: &Path, uid: u32, gid: u32) {
         .unwrap_or_else(|e| panic!("PostgreSQL: cannot chown {}: {e}", path.display()));
 }
 
-/// A port that was free a moment ago (bind port 0, read it, release it).
-fn free_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
 fn new_temp_dir() -> TempDir {
     let shm = Path::new("/dev/shm");
     let builder = {
@@ -404,18 +398,6 @@ fn new_temp_dir() -> TempDir {
         return dir;
     }
     builder.tempdir().expect("create temporary directory")
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(30);
-    let tail = lines[start..].join("\n");
-    if tail.is_empty() {
-        "(empty)".to_string()
-    } else {
-        tail
-    }
 }
 
 type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);

@@ -4,6 +4,7 @@
 //! corrupted blob bodies, added latency); OCI layout fixtures written from test code; and `skopeo`
 //! helpers to push fixtures and to check results independently of our client.
 
+use crate::peer::free_port;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
@@ -1015,13 +1016,6 @@ fn which(bin: &str) -> Option<PathBuf> {
         .chain(["/usr/bin", "/usr/sbin"])
         .map(|d| Path::new(d).join(bin))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 fn new_temp_dir() -> TempDir {
