@@ -392,7 +392,7 @@ type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 /// Linux delivers `PR_SET_PDEATHSIG` when the *thread* that forked the child exits, and test
 /// harnesses run tests on short-lived threads; so all peers are forked from one helper thread
 /// that lives as long as the process.
-fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();

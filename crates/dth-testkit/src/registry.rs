@@ -5,14 +5,12 @@
 //! helpers to push fixtures and to check results independently of our client.
 
 use crate::peer::free_port;
+use crate::peer::spawn_tied_to_process;
 use std::fs::File;
-use std::io;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -161,8 +159,8 @@ impl Registry {
                 .stdout(log.try_clone().expect("log handle"))
                 .stderr(log)
                 .env_remove("AWS_CA_BUNDLE");
-            let mut child =
-                spawn_tied(cmd).unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            let mut child = spawn_tied_to_process(cmd)
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -1027,46 +1025,6 @@ fn new_temp_dir() -> TempDir {
         return d;
     }
     b.tempdir().expect("temp dir")
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `cmd` killed with SIGKILL when the test process dies (forked from one long-lived
-/// thread, since `PR_SET_PDEATHSIG` fires when the forking *thread* exits).
-fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("dth-registry-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawner thread");
-        Mutex::new(tx)
-    });
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    let (tx, rx) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((cmd, tx))
-        .map_err(|_| io::Error::other("spawner gone"))?;
-    rx.recv().map_err(|_| io::Error::other("spawner gone"))?
 }
 
 #[cfg(test)]
