@@ -247,7 +247,7 @@ impl Copier {
             async move {
                 let outcome = tokio::select! {
                     _ = me.cancel.cancelled() => Err(Error::Cancelled),
-                    r = me.copy_image(&job) => r,
+                    r = me.copy(&job) => r,
                 };
                 (job, outcome)
             }
@@ -316,9 +316,26 @@ impl Copier {
         }
     }
 
-    async fn copy_image(&self, job: &ImageJob) -> Result<(ImageAction, Digest)> {
+    /// Whether one image needs copying, by HEADs only (a platform selection also reads the
+    /// source manifest): the digest the destination tag should have, and whether it has it.
+    pub async fn check(&self, job: &ImageJob) -> Result<(Digest, bool)> {
+        let head = self.resolve_source(job).await?;
+        let want = if self.opts.platforms.is_empty() {
+            head
+        } else {
+            let what = format!("{}:{}", job.src_repo, job.reference);
+            self.select(self.src.manifest(&job.src_repo, head.as_str()).await?, &what)?
+                .digest
+        };
+        let dst_ref = job.dst_tag.as_deref().unwrap_or(&job.reference);
+        let have = self.dst.head_manifest(&job.dst_repo, dst_ref).await?;
+        let same = have.is_some_and(|h| h.digest == want);
+        Ok((want, same))
+    }
+
+    async fn resolve_source(&self, job: &ImageJob) -> Result<Digest> {
         let what = format!("{}:{}", job.src_repo, job.reference);
-        let head = self
+        Ok(self
             .src
             .resolve(&job.src_repo, &job.reference)
             .await?
@@ -328,17 +345,26 @@ impl Copier {
                 status: 404,
                 code: Some("MANIFEST_UNKNOWN".into()),
                 message: Some("no such image at the source".into()),
-            })?;
+            })?
+            .digest)
+    }
+
+    /// Copies one image (unless the destination tag already has its digest), blobs shared with
+    /// the other images of this copier deduplicated. Counted in [`Copier::stats`] only by
+    /// [`Copier::run`].
+    pub async fn copy(&self, job: &ImageJob) -> Result<(ImageAction, Digest)> {
+        let what = format!("{}:{}", job.src_repo, job.reference);
+        let head_digest = self.resolve_source(job).await?;
         let dst_ref = job.dst_tag.clone().unwrap_or_else(|| job.reference.clone());
         // With a platform selection the destination holds a rewritten index, so the source
         // manifest must be read before comparing.
         let mut manifest = None;
         let want = if self.opts.platforms.is_empty() {
-            head.digest.clone()
+            head_digest.clone()
         } else {
             let m = self.select(
                 self.src
-                    .manifest(&job.src_repo, head.digest.as_str())
+                    .manifest(&job.src_repo, head_digest.as_str())
                     .await?,
                 &what,
             )?;
@@ -359,7 +385,7 @@ impl Copier {
             Some(m) => m,
             None => {
                 self.src
-                    .manifest(&job.src_repo, head.digest.as_str())
+                    .manifest(&job.src_repo, head_digest.as_str())
                     .await?
             }
         };

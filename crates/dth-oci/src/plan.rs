@@ -144,7 +144,7 @@ pub enum Selection {
 }
 
 /// One image to copy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageJob {
     /// Source repository.
     pub src_repo: String,
