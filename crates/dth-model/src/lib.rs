@@ -12,13 +12,20 @@ Secrets never leave through `Debug`: [`Credentials`] prints `[REDACTED]` in plac
 #![deny(missing_docs)]
 
 mod endpoint;
+mod image;
 mod options;
 mod outcome;
+mod size;
 mod task;
 
 pub use endpoint::{Credentials, EndpointSpec, ParseError, Provider, S3Url};
+pub use image::{
+    DEFAULT_IMAGE_ATTEMPTS, DEFAULT_IMAGE_CONCURRENCY, ImageEndpoint, ImageSync,
+    RegistryCredentials,
+};
 pub use options::{CompareMode, Sse, SyncOptions};
 pub use outcome::{Action, Verification};
+pub use size::parse_size;
 pub use task::{
     AlarmTarget, DEFAULT_GIANT_THRESHOLD, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, ItemKind, ItemState,
     Job, RunStatus, S3Job, Schedule, TaskSpec, TaskStatus, Trigger,

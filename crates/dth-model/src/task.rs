@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EndpointSpec, ParseError, SyncOptions};
+use crate::{DEFAULT_IMAGE_ATTEMPTS, EndpointSpec, ImageSync, ParseError, SyncOptions};
 
 /// Objects at least this large are split into one queue item per part (1 GiB).
 pub const DEFAULT_GIANT_THRESHOLD: u64 = 1024 * 1024 * 1024;
-/// Attempts of one item before it is dead-lettered.
+/// Attempts of one object before it is dead-lettered, unless the task says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// A transfer task as created through the API.
@@ -22,26 +22,30 @@ pub struct TaskSpec {
     /// What to copy.
     #[serde(flatten)]
     pub job: Job,
-    /// When runs start. Absent: hourly for object tasks.
+    /// When runs start. Absent: hourly.
     #[serde(default)]
     pub schedule: Option<Schedule>,
     /// Who is told when items are dead-lettered or the task fails.
     #[serde(default)]
     pub alarms: Vec<AlarmTarget>,
-    /// Attempts of one item before it is dead-lettered.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-}
-
-fn default_max_attempts() -> u32 {
-    DEFAULT_MAX_ATTEMPTS
+    /// Attempts of one item before it is dead-lettered. Absent: 5 for objects, 3 for images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 impl TaskSpec {
     /// The schedule in force: the one given, or the kind's default.
     pub fn effective_schedule(&self) -> Schedule {
-        self.schedule.clone().unwrap_or(match &self.job {
-            Job::S3(_) => Schedule::Cron("0 * * * *".into()),
+        self.schedule
+            .clone()
+            .unwrap_or_else(|| Schedule::Cron("0 * * * *".into()))
+    }
+
+    /// The attempts in force: the ones given, or the kind's default.
+    pub fn effective_max_attempts(&self) -> u32 {
+        self.max_attempts.unwrap_or(match &self.job {
+            Job::S3(_) => DEFAULT_MAX_ATTEMPTS,
+            Job::Image(_) => DEFAULT_IMAGE_ATTEMPTS,
         })
     }
 
@@ -50,7 +54,7 @@ impl TaskSpec {
         if self.name.trim().is_empty() {
             return Err(bad("name", &self.name, "a task needs a name"));
         }
-        if self.max_attempts == 0 {
+        if self.max_attempts == Some(0) {
             return Err(bad("max_attempts", "0", "at least 1"));
         }
         if let Some(s) = &self.schedule {
@@ -61,13 +65,15 @@ impl TaskSpec {
         }
         match &self.job {
             Job::S3(s) => s.validate(),
+            Job::Image(i) => i.validate(),
         }
     }
 
-    /// The kind name: `s3`.
+    /// The kind name: `s3` or `image`.
     pub fn kind(&self) -> &'static str {
         match self.job {
             Job::S3(_) => "s3",
+            Job::Image(_) => "image",
         }
     }
 }
@@ -78,6 +84,8 @@ impl TaskSpec {
 pub enum Job {
     /// Objects between two S3-compatible endpoints.
     S3(S3Job),
+    /// Container images between two registries: one item per image tag.
+    Image(ImageSync),
 }
 
 /// An object transfer between two endpoints.
@@ -315,6 +323,8 @@ named_enum! {
         Part = "part",
         /// Delete one destination object.
         Delete = "delete",
+        /// Copy one image (a tag or a digest) with everything it references.
+        Image = "image",
     }
 }
 
@@ -394,8 +404,10 @@ mod tests {
         }))
         .unwrap();
         spec.validate().unwrap();
-        assert_eq!(spec.max_attempts, DEFAULT_MAX_ATTEMPTS);
-        let Job::S3(job) = &spec.job;
+        assert_eq!(spec.effective_max_attempts(), DEFAULT_MAX_ATTEMPTS);
+        let Job::S3(job) = &spec.job else {
+            panic!("an object task")
+        };
         assert_eq!(job.giant_threshold, DEFAULT_GIANT_THRESHOLD);
         assert!(
             serde_json::from_value::<TaskSpec>(serde_json::json!({"name": "x", "kind": "ftp"}))

@@ -324,8 +324,11 @@ impl Copier {
             head
         } else {
             let what = format!("{}:{}", job.src_repo, job.reference);
-            self.select(self.src.manifest(&job.src_repo, head.as_str()).await?, &what)?
-                .digest
+            self.select(
+                self.src.manifest(&job.src_repo, head.as_str()).await?,
+                &what,
+            )?
+            .digest
         };
         let dst_ref = job.dst_tag.as_deref().unwrap_or(&job.reference);
         let have = self.dst.head_manifest(&job.dst_repo, dst_ref).await?;

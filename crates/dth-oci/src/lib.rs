@@ -16,6 +16,10 @@ Engine modules decide and move: [`plan`] (selection, tag filters, destination na
 blob dedupe with cross-repository mounts, parallel images and blobs, children before the index
 and the tag last) and [`verify`] (the digest check of streamed blobs).
 
+[`open`] is the entry point both `dth image sync` and the hub's image tasks use: it turns a
+[`dth_model::ImageSync`] (locations, credentials per host, filters, options) into both sides
+connected, the plan's inputs and copiers.
+
 Data enters as an [`source::ImageSource`], a destination [`registry::RegistryClient`] and the
 jobs from [`plan::plan`]; it leaves as images at the destination, a stream of
 [`copy::ImageReport`]s and a [`copy::Summary`]. This crate knows nothing of the store or the CLI.
@@ -52,6 +56,7 @@ assert!(summary.is_success());
 pub mod copy;
 mod error;
 pub mod manifest;
+pub mod open;
 pub mod plan;
 pub mod profile;
 pub mod reference;

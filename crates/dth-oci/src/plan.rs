@@ -231,7 +231,8 @@ pub async fn plan(
 }
 
 /// Reads an `--images-from` file: one `name[:tag]` a line; blank lines and `#` comments skipped.
-pub fn read_images_file(path: &std::path::Path) -> Result<Vec<ImageEntry>> {
+/// Every line is checked ([`ImageEntry::parse`]); the entries are returned as written.
+pub fn read_images_file(path: &std::path::Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -239,10 +240,9 @@ pub fn read_images_file(path: &std::path::Path) -> Result<Vec<ImageEntry>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        out.push(
-            ImageEntry::parse(line)
-                .map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), i + 1)))?,
-        );
+        ImageEntry::parse(line)
+            .map_err(|e| Error::invalid(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        out.push(line.to_string());
     }
     if out.is_empty() {
         return Err(Error::invalid(format!(

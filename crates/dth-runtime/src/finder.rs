@@ -1,10 +1,13 @@
-//! A run's finder: lists and diffs both sides with [`dth_s3::Finder`] and streams what must be copied
-//! into the store as items, in batches (by count or every 200 ms). Objects already up to date are only
+//! A run's finder: lists and diffs both sides with [`dth_s3::Finder`] (objects) or plans and checks
+//! images with [`dth_oci`], and streams what must be copied into the store as items, in batches (by
+//! count or every 200 ms). Objects already up to date are only
 //! counted. A finder restarted after a crash finds again from the start; items already queued are kept
 //! (the store ignores duplicates), and an object that now looks up to date because this run already
 //! copied it is not counted twice.
 
 use std::sync::Arc;
+
+use futures::StreamExt;
 use std::time::Duration;
 
 use dth_model::{ItemKind, RunStatus, TaskStatus};
@@ -13,8 +16,9 @@ use dth_store::{NewItem, Run};
 use tokio::sync::mpsc;
 
 use crate::Error;
+use crate::engine::{ImageEngine, S3Engine, TaskEngine};
 use crate::hub::Hub;
-use crate::payload::new_item;
+use crate::payload::{self, new_item};
 
 /// Items written to the store at once.
 const BATCH: usize = 500;
@@ -63,13 +67,25 @@ impl Hub {
     /// Lists, diffs and queues; returns the partitions that failed to list.
     async fn find_items(&self, run: &Run, resumed: bool) -> Result<Vec<String>, Error> {
         let engine = self.engines.get(self.store.as_ref(), &run.task_id).await?;
+        if resumed {
+            self.store.reset_up_to_date(run.id).await?;
+        }
+        match engine.as_ref() {
+            TaskEngine::S3(e) => self.find_objects(e, run, resumed).await,
+            TaskEngine::Image(e) => self.find_images(e, run, resumed).await.map(|()| Vec::new()),
+        }
+    }
+
+    async fn find_objects(
+        &self,
+        engine: &S3Engine,
+        run: &Run,
+        resumed: bool,
+    ) -> Result<Vec<String>, Error> {
         let (src, dst) = (engine.copier.source(), engine.copier.destination());
         let (a, b) = tokio::join!(src.check(), dst.check());
         a?;
         b?;
-        if resumed {
-            self.store.reset_up_to_date(run.id).await?;
-        }
         let finder = Finder::new(src.clone(), dst.clone(), engine.job.options.clone())?
             .with_cancel(engine.cancel.clone());
         let (tx, mut rx) = mpsc::channel(4 * BATCH);
@@ -103,6 +119,63 @@ impl Hub {
         }
         walk.await
             .map_err(|e| Error::Conflict(format!("the finder crashed: {e}")))
+    }
+
+    /// Plans the task's images and checks each by HEADs: tags whose destination digest matches are
+    /// counted up to date, the others queued (one item per image, its job as payload). An image
+    /// whose check fails is queued too, so its worker records the error against it.
+    async fn find_images(
+        &self,
+        engine: &ImageEngine,
+        run: &Run,
+        resumed: bool,
+    ) -> Result<(), Error> {
+        let jobs = engine.sync.plan().await?;
+        let copier = &engine.copier(run.id);
+        let mut checks = futures::stream::iter(jobs.into_iter().map(|job| async move {
+            let checked = copier.check(&job).await;
+            (job, checked)
+        }))
+        .buffer_unordered(engine.concurrency);
+        let mut items: Vec<NewItem> = Vec::with_capacity(BATCH);
+        let mut same: Vec<String> = Vec::new();
+        loop {
+            let next = tokio::select! {
+                n = checks.next() => n,
+                _ = engine.cancel.cancelled() => {
+                    return Err(Error::Conflict("the task was stopped".into()));
+                }
+            };
+            let end = next.is_none();
+            if let Some((job, checked)) = next {
+                let key = payload::image_key(&job);
+                match checked {
+                    Ok((_, true)) => same.push(key),
+                    Ok((digest, false)) => items.push(payload::image_item(&job, Some(digest))),
+                    Err(e) => {
+                        tracing::debug!(image = %key, "check failed, queued: {e}");
+                        items.push(payload::image_item(&job, None));
+                    }
+                }
+            }
+            if !items.is_empty() && (end || items.len() >= BATCH) {
+                self.store.insert_items(run.id, &items).await?;
+                items.clear();
+            }
+            if !same.is_empty() && (end || same.len() >= BATCH) {
+                if resumed {
+                    let ours = self.store.existing_keys(run.id, &same).await?;
+                    same.retain(|k| !ours.contains(k));
+                }
+                self.store
+                    .add_up_to_date(run.id, same.len() as u64, 0)
+                    .await?;
+                same.clear();
+            }
+            if end {
+                return Ok(());
+            }
+        }
     }
 
     async fn count_up_to_date(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dth_model::{Credentials, ItemState, Job, TaskSpec, TaskStatus};
+use dth_model::{Credentials, ItemState, Job, RegistryCredentials, TaskSpec, TaskStatus};
 use dth_store::{NewEvent, NewTask, Store, Task, now_ms};
 use tokio::sync::Notify;
 
@@ -46,6 +46,25 @@ impl Default for Config {
             smtp: None,
         }
     }
+}
+
+/// The secrets a spec refers to, with the side naming each.
+fn secret_names(spec: &TaskSpec) -> Vec<(&'static str, String)> {
+    let names = match &spec.job {
+        Job::S3(j) => [&j.source, &j.destination].map(|e| match &e.credentials {
+            Credentials::Secret { name } => Some(name.clone()),
+            _ => None,
+        }),
+        Job::Image(j) => [&j.source, &j.destination].map(|e| match &e.credentials {
+            RegistryCredentials::Secret { name } => Some(name.clone()),
+            _ => None,
+        }),
+    };
+    ["source", "destination"]
+        .into_iter()
+        .zip(names)
+        .filter_map(|(side, n)| n.map(|n| (side, n)))
+        .collect()
 }
 
 /// Whether a secret name is one [`Hub::create_task`] made (`task-XXXXXXXX-source|destination`).
@@ -105,41 +124,17 @@ impl Hub {
     /// every view of it) holds only a secret's name.
     pub async fn create_task(&self, mut spec: TaskSpec, actor: &str) -> Result<Task, Error> {
         spec.validate()?;
-        let Job::S3(job) = &mut spec.job;
-        for (side, e) in [("source", &job.source), ("destination", &job.destination)] {
-            if let Credentials::Secret { name } = &e.credentials
-                && self.store.secret(name).await?.is_none()
-            {
+        if let Job::Image(job) = &spec.job {
+            dth_oci::open::check(job).map_err(|e| Error::BadRequest(e.to_string()))?;
+        }
+        for (side, name) in secret_names(&spec) {
+            if self.store.secret(&name).await?.is_none() {
                 return Err(Error::BadRequest(format!(
                     "{side}.credentials: secret {name:?} does not exist; create it first"
                 )));
             }
         }
-        let tag: u32 = rand::random();
-        let mut moved = Vec::new();
-        for (side, e) in [
-            ("source", &mut job.source),
-            ("destination", &mut job.destination),
-        ] {
-            if let Credentials::Static {
-                access_key_id,
-                secret_access_key,
-                session_token,
-            } = &e.credentials
-            {
-                let name = format!("task-{tag:08x}-{side}");
-                let value = serde_json::json!({
-                    "access_key_id": access_key_id,
-                    "secret_access_key": secret_access_key,
-                    "session_token": session_token,
-                });
-                self.store
-                    .put_secret(&name, value.to_string().as_bytes())
-                    .await?;
-                moved.push(name.clone());
-                e.credentials = Credentials::Secret { name };
-            }
-        }
+        let moved = self.move_credentials(&mut spec).await?;
         let created = match serde_json::to_value(&spec) {
             Ok(value) => self
                 .store
@@ -231,12 +226,9 @@ impl Hub {
             return Err(Error::NotFound(format!("task {id}")));
         }
         if let Ok(spec) = serde_json::from_value::<TaskSpec>(task.spec) {
-            let Job::S3(job) = &spec.job;
-            for e in [&job.source, &job.destination] {
-                if let Credentials::Secret { name } = &e.credentials
-                    && is_generated_secret(name)
-                {
-                    let _ = self.store.delete_secret(name).await;
+            for (_, name) in secret_names(&spec) {
+                if is_generated_secret(&name) {
+                    let _ = self.store.delete_secret(&name).await;
                 }
             }
         }
@@ -280,7 +272,7 @@ impl Hub {
         let Ok(spec) = serde_json::from_value::<TaskSpec>(task.spec.clone()) else {
             return;
         };
-        let Job::S3(job) = &spec.job;
+        let Job::S3(job) = &spec.job else { return };
         let mut after = 0;
         let mut copier = None;
         loop {
@@ -317,6 +309,65 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Moves credentials given in clear into secrets named `task-XXXXXXXX-<side>` and puts the
+    /// secrets' names in their place; returns the names.
+    async fn move_credentials(&self, spec: &mut TaskSpec) -> Result<Vec<String>, Error> {
+        let tag: u32 = rand::random();
+        let mut clear = Vec::new();
+        match &mut spec.job {
+            Job::S3(job) => {
+                for (side, e) in [
+                    ("source", &mut job.source),
+                    ("destination", &mut job.destination),
+                ] {
+                    if let Credentials::Static {
+                        access_key_id,
+                        secret_access_key,
+                        session_token,
+                    } = &e.credentials
+                    {
+                        let name = format!("task-{tag:08x}-{side}");
+                        let value = serde_json::json!({
+                            "access_key_id": access_key_id,
+                            "secret_access_key": secret_access_key,
+                            "session_token": session_token,
+                        });
+                        e.credentials = Credentials::Secret { name: name.clone() };
+                        clear.push((name, value));
+                    }
+                }
+            }
+            Job::Image(job) => {
+                for (side, e) in [
+                    ("source", &mut job.source),
+                    ("destination", &mut job.destination),
+                ] {
+                    if let RegistryCredentials::Basic { username, password } = &e.credentials {
+                        let name = format!("task-{tag:08x}-{side}");
+                        let value = serde_json::json!({"username": username, "password": password});
+                        e.credentials = RegistryCredentials::Secret { name: name.clone() };
+                        clear.push((name, value));
+                    }
+                }
+            }
+        }
+        let mut moved: Vec<String> = Vec::new();
+        for (name, value) in clear {
+            if let Err(e) = self
+                .store
+                .put_secret(&name, value.to_string().as_bytes())
+                .await
+            {
+                for name in &moved {
+                    let _ = self.store.delete_secret(name).await;
+                }
+                return Err(e.into());
+            }
+            moved.push(name);
+        }
+        Ok(moved)
     }
 
     /// Appends to the event log; a failure is logged, not returned.

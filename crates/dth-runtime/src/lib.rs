@@ -1,6 +1,7 @@
 /*!
 The hub's runtime: turns stored tasks into runs and runs into verified copies. It is the only crate that
-joins the store ([`dth_store`]) and the object engine ([`dth_s3`]).
+joins the store ([`dth_store`]) with the object engine ([`dth_s3`]) and the image engine
+([`dth_oci`]).
 
 - [`Hub`] is the control surface the API and CLI call: create, start, stop, delete tasks, retry dead
   items. Each call validates first and changes nothing on bad input.
@@ -13,6 +14,10 @@ joins the store ([`dth_store`]) and the object engine ([`dth_s3`]).
   [`dth_s3::Copier`], heartbeat while working, and ack, retry later, or dead-letter. Objects above the
   task's giant threshold become one item per part, so every worker shares them; the worker that acks the
   last part completes the upload.
+- **Image tasks** plan their images with [`dth_oci::open`] (listing, tag filters, names), count the
+  tags whose destination digest already matches (HEADs only), and queue one item per other image; a
+  worker copies it with the task's shared [`dth_oci::copy::Copier`] (blobs deduplicated across the
+  task's images in that process), at most the task's `concurrency` images at once.
 - **Alarms** go to a task's webhooks and email addresses when items are dead-lettered or the task fails.
 
 Run counters are never kept here: they come from item states in the store.
@@ -47,6 +52,21 @@ pub enum Error {
     /// The object engine failed.
     #[error(transparent)]
     Engine(#[from] dth_s3::Error),
+    /// The image engine failed.
+    #[error(transparent)]
+    Image(#[from] dth_oci::Error),
+}
+
+impl Error {
+    /// Whether trying again later may help (a network error, a busy registry, the store).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Store(_) => true,
+            Error::Engine(e) => e.is_retryable(),
+            Error::Image(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
 }
 
 impl From<dth_store::Error> for Error {

@@ -1,9 +1,12 @@
 //! What an item carries for the engine besides its key, size and ETag: the rest of the listing entry,
-//! and for giant objects the open upload and each part's range and result. Stored as JSON in the item.
+//! for giant objects the open upload and each part's range and result, for images the planned job
+//! (source and destination names). Stored as JSON in the item.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dth_model::ItemKind;
+use dth_oci::Digest;
+use dth_oci::plan::ImageJob;
 use dth_s3::{GiantUpload, ObjectMeta, PartCopied};
 use dth_store::{Item, NewItem};
 use serde::{Deserialize, Serialize};
@@ -69,6 +72,34 @@ pub(crate) fn object(item: &Item) -> (ObjectMeta, ObjectPayload) {
         storage_class: p.storage_class.clone(),
     };
     (meta, p)
+}
+
+/// An image's item key: the source `repo:tag` (or `repo@digest`).
+pub(crate) fn image_key(job: &ImageJob) -> String {
+    let sep = if job.reference.contains(':') {
+        '@'
+    } else {
+        ':'
+    };
+    format!("{}{sep}{}", job.src_repo, job.reference)
+}
+
+/// The queue item for an image to copy; `digest` is the source's, when the finder saw it.
+pub(crate) fn image_item(job: &ImageJob, digest: Option<Digest>) -> NewItem {
+    NewItem {
+        kind: ItemKind::Image,
+        key: image_key(job),
+        size: 0,
+        etag: digest.map(|d| d.as_str().to_string()),
+        part_number: None,
+        payload: serde_json::to_value(job).unwrap_or_default(),
+    }
+}
+
+/// The image job an item carries.
+pub(crate) fn image_job(item: &Item) -> Result<ImageJob, String> {
+    serde_json::from_value(item.payload.clone())
+        .map_err(|e| format!("image item {} has no readable job: {e}", item.id))
 }
 
 /// The part items of a giant object.

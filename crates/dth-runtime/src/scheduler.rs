@@ -108,7 +108,7 @@ impl Hub {
         }
         match self
             .store
-            .create_run(&task.id, Trigger::Schedule, spec.max_attempts)
+            .create_run(&task.id, Trigger::Schedule, spec.effective_max_attempts())
             .await
         {
             Ok(run) => {

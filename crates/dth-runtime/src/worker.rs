@@ -7,6 +7,9 @@
 //! ack of the last part hands the object back, and the acking worker completes and verifies it. A part
 //! that dies kills its object and aborts the upload.
 //!
+//! Images: one item per image, copied by the task's copier for that run ([`dth_oci::copy::Copier`]),
+//! at most the task's `concurrency` at once in this process; the item records the manifest digest.
+//!
 //! Shutdown: no more claims; items in flight get `shutdown_grace` to finish, then are cancelled and
 //! given back to the queue without counting the attempt.
 
@@ -15,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dth_model::{ItemKind, ItemState, RunStatus, TaskSpec, TaskStatus};
+use dth_oci::copy::ImageAction;
 use dth_s3::{PartCopied, Transferred};
 use dth_store::{Ack, Item, Retry};
 use futures::FutureExt;
@@ -24,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alarm::Alarm;
-use crate::engine::TaskEngine;
+use crate::engine::{ImageEngine, S3Engine, TaskEngine};
 use crate::hub::Hub;
 use crate::payload::{self, PartPayload};
 
@@ -194,34 +198,35 @@ impl Hub {
             let engine = match self.engines.get(self.store.as_ref(), &item.task_id).await {
                 Ok(e) => e,
                 Err(e) => {
-                    let permanent = !matches!(e, crate::Error::Store(_));
-                    self.failed(&item, &e.to_string(), permanent).await;
+                    self.failed(&item, &e.to_string(), !e.is_retryable()).await;
+                    return;
+                }
+            };
+            let engine = match engine.as_ref() {
+                TaskEngine::S3(e) => e,
+                TaskEngine::Image(e) => {
+                    if self.copy_image(e, &item).await {
+                        self.check_run_end(item.run_id).await;
+                    }
                     return;
                 }
             };
             let res = match item.kind {
-                ItemKind::Object => self.copy_object(&engine, &item).await,
-                ItemKind::Part => self.copy_part(&engine, &item, held).await,
+                ItemKind::Object => self.copy_object(engine, &item).await,
+                ItemKind::Part => self.copy_part(engine, &item, held).await,
                 ItemKind::Delete => engine.copier.delete(&item.key).await.map(|()| {
                     Outcome::Ack(ack(&item, ItemState::Done, None, Some("deleted".into())))
                 }),
+                ItemKind::Image => Err(dth_s3::Error::Verify {
+                    key: item.key.clone(),
+                    detail: "an image item in an object task".into(),
+                }),
             };
             match res {
-                Ok(Outcome::Ack(a)) => match self.store.ack(&self.config.worker_id, &[a]).await {
-                    Ok(r) if r.first().is_some_and(|r| !r.accepted) => {
-                        tracing::warn!(item = item.id, key = %item.key, "lease lost before the ack");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(item = item.id, "ack: {e}"),
-                },
+                Ok(Outcome::Ack(a)) => self.record(&item, a).await,
                 Ok(Outcome::Recorded) => {}
                 Err(dth_s3::Error::Cancelled) => {
-                    let _ = self.store.release(&self.config.worker_id, &[item.id]).await;
-                    if let Ok(Some(run)) = self.store.get_run(item.run_id).await
-                        && run.status == RunStatus::Stopped
-                    {
-                        let _ = self.store.stop_run(run.id).await;
-                    }
+                    self.give_back(&item).await;
                     return;
                 }
                 Err(e) => {
@@ -234,11 +239,66 @@ impl Hub {
         .boxed()
     }
 
-    async fn copy_object(
-        &self,
-        engine: &TaskEngine,
-        item: &Item,
-    ) -> Result<Outcome, dth_s3::Error> {
+    /// Acks an item; a refused ack (the lease was lost) is only logged.
+    async fn record(&self, item: &Item, a: Ack) {
+        match self.store.ack(&self.config.worker_id, &[a]).await {
+            Ok(r) if r.first().is_some_and(|r| !r.accepted) => {
+                tracing::warn!(item = item.id, key = %item.key, "lease lost before the ack");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(item = item.id, "ack: {e}"),
+        }
+    }
+
+    /// Gives a cancelled item back without counting the attempt; finishes a stop if it was one.
+    async fn give_back(&self, item: &Item) {
+        let _ = self.store.release(&self.config.worker_id, &[item.id]).await;
+        if let Ok(Some(run)) = self.store.get_run(item.run_id).await
+            && run.status == RunStatus::Stopped
+        {
+            let _ = self.store.stop_run(run.id).await;
+        }
+    }
+
+    /// Copies one image with the task's shared copier, at most `concurrency` at once. Returns
+    /// whether the item ended (false: cancelled and given back).
+    async fn copy_image(&self, engine: &ImageEngine, item: &Item) -> bool {
+        let job = match payload::image_job(item) {
+            Ok(j) => j,
+            Err(msg) => {
+                self.failed(item, &msg, true).await;
+                return true;
+            }
+        };
+        let copied = tokio::select! {
+            _ = engine.cancel.cancelled() => Err(dth_oci::Error::Cancelled),
+            r = async {
+                let _slot = engine.slots.acquire().await.map_err(|_| dth_oci::Error::Cancelled)?;
+                engine.copier(item.run_id).copy(&job).await
+            } => r,
+        };
+        match copied {
+            Ok((action, digest)) => {
+                let (state, why) = match action {
+                    ImageAction::Unchanged => (ItemState::Skipped, "unchanged"),
+                    _ => (ItemState::Done, "digest"),
+                };
+                let a = ack(item, state, Some(digest.as_str().into()), Some(why.into()));
+                self.record(item, a).await;
+            }
+            Err(dth_oci::Error::Cancelled) => {
+                self.give_back(item).await;
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(item = item.id, image = %item.key, "{e}");
+                self.failed(item, &e.to_string(), !e.is_retryable()).await;
+            }
+        }
+        true
+    }
+
+    async fn copy_object(&self, engine: &S3Engine, item: &Item) -> Result<Outcome, dth_s3::Error> {
         let c = &engine.copier;
         let (obj, mut p) = payload::object(item);
         if let Some(upload) = &p.upload {
@@ -324,7 +384,7 @@ impl Hub {
 
     async fn copy_part(
         self: &Arc<Self>,
-        engine: &TaskEngine,
+        engine: &S3Engine,
         item: &Item,
         held: &Held,
     ) -> Result<Outcome, dth_s3::Error> {
@@ -394,6 +454,10 @@ impl Hub {
             .get(self.store.as_ref(), &item.task_id)
             .await
             .ok();
+        let engine = match engine.as_deref() {
+            Some(TaskEngine::S3(e)) => Some(e),
+            _ => None,
+        };
         match item.kind {
             ItemKind::Part => {
                 if let Some(parent) = item.parent_id {
@@ -412,7 +476,7 @@ impl Hub {
                     let _ = self.store.delete_parts(item.id).await;
                 }
             }
-            ItemKind::Delete => {}
+            ItemKind::Delete | ItemKind::Image => {}
         }
         let msg = format!(
             "{} dead-lettered after {} attempts: {error}",

@@ -163,13 +163,14 @@ pub struct Run {
 /// Counters of a run, computed from item states (parts are not counted; their object is).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCounters {
-    /// Objects found at the source that are in scope: items of kind object + up to date.
+    /// Objects or images found at the source that are in scope: items of kind object or image + up
+    /// to date.
     pub found: u64,
     /// Their bytes.
     pub found_bytes: u64,
     /// Up to date (finder) + skipped items (archived, vanished).
     pub skipped: u64,
-    /// Object items done (copied and verified).
+    /// Object and image items done (copied and verified).
     pub copied: u64,
     /// Bytes of `copied`.
     pub copied_bytes: u64,

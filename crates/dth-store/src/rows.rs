@@ -267,12 +267,14 @@ pub(crate) fn counters(
         if g.kind == "part" {
             continue;
         }
-        if g.kind == "object" {
+        // Objects and images are what a run finds and copies; deletes and parts are not.
+        let copyable = matches!(g.kind.as_str(), "object" | "image");
+        if copyable {
             c.found += n;
             c.found_bytes += bytes;
         }
         match g.state.as_str() {
-            "done" if g.kind == "object" => {
+            "done" if copyable => {
                 c.copied += n;
                 c.copied_bytes += bytes;
             }

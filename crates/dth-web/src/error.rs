@@ -90,6 +90,7 @@ impl From<dth_runtime::Error> for ApiError {
             E::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             E::Store(e) => ApiError::from(e),
             E::Engine(e) => ApiError::internal(format!("engine: {e}")),
+            E::Image(e) => ApiError::internal(format!("image engine: {e}")),
         }
     }
 }

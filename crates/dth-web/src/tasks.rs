@@ -106,30 +106,47 @@ pub fn redact(mut spec: Value) -> Value {
 pub struct TaskSpecDoc {
     /// A name for people.
     name: String,
-    /// `s3`.
+    /// `s3` (objects) or `image` (container images).
     #[schema(example = "s3")]
     kind: String,
-    /// Where objects are read: `{provider, region, endpoint_url, bucket, prefix, credentials,
+    /// `s3`: where objects are read: `{provider, region, endpoint_url, bucket, prefix, credentials,
     /// requester_pays}`; `credentials` is `{"kind": "default-chain"}`, `{"kind": "secret", "name": …}`,
     /// `{"kind": "static", …}` (moved into a secret at once), `{"kind": "profile", "name": …}` or
     /// `{"kind": "anonymous"}`.
+    /// `image`: `{location, credentials, tls_verify, endpoint, ecr_endpoint}`; `location` is
+    /// `docker://HOST[/REPO[:TAG]]`, `ecr://ACCOUNT.REGION[/REPO]`, `artifactory://HOST[/KEY]`,
+    /// `oci:DIR[:TAG]` or `docker-archive:FILE`; `credentials` is `{"kind": "anonymous"}`,
+    /// `{"kind": "basic", "username": …, "password": …}` (moved into a secret at once) or
+    /// `{"kind": "secret", "name": …}`.
     #[schema(value_type = Object)]
     source: Value,
-    /// Where objects are written (same shape as `source`).
+    /// Where objects or images are written (same shape as `source`).
     #[schema(value_type = Object)]
     destination: Value,
-    /// Compare and copy options.
+    /// `s3`: compare and copy options.
     #[schema(value_type = Object)]
     options: Option<Value>,
-    /// Objects at least this large become one queue item per part (default 1 GiB).
+    /// `s3`: objects at least this large become one queue item per part (default 1 GiB).
     giant_threshold: Option<u64>,
+    /// `image`: `name[:tag]` entries to copy (default: what the source location names).
+    images: Option<Vec<String>>,
+    /// `image`: tag patterns to keep (globs, `regex:RE`, `semver:RANGE`).
+    tag_filter: Option<Vec<String>>,
+    /// `image`: tag patterns to skip.
+    exclude_tags: Option<Vec<String>>,
+    /// `image`: keep the N newest tags left.
+    keep_latest: Option<usize>,
+    /// `image`: platforms of multi-arch images to keep (default: the whole index).
+    platforms: Option<Vec<String>>,
+    /// `image`: images copied at once per worker process (default 10).
+    concurrency: Option<usize>,
     /// `{"cron": "0 * * * *"}` (UTC, default hourly), `{"every-seconds": N}` or `"once"`.
     #[schema(value_type = Object)]
     schedule: Option<Value>,
     /// `[{"kind": "webhook", "url": …}, {"kind": "email", "to": …}]`.
     #[schema(value_type = Vec<Object>)]
     alarms: Option<Vec<Value>>,
-    /// Attempts of an item before it is dead-lettered (default 5).
+    /// Attempts of an item before it is dead-lettered (default 5 for objects, 3 for images).
     max_attempts: Option<u32>,
 }
 
@@ -166,7 +183,11 @@ pub fn parse_spec(body: Value) -> Result<TaskSpec, ApiError> {
     };
     let part = |field: &str| -> Option<String> {
         let v = body.get(field)?;
+        let images = body.get("kind").and_then(Value::as_str) == Some("image");
         match field {
+            "source" | "destination" if images => {
+                located::<dth_model::ImageEndpoint>(field, v).err()
+            }
             "source" | "destination" => located::<dth_model::EndpointSpec>(field, v).err(),
             "options" => located::<dth_model::SyncOptions>(field, v).err(),
             "schedule" => located::<dth_model::Schedule>(field, v).err(),

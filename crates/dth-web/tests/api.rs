@@ -406,6 +406,59 @@ async fn bad_input_is_400_and_creates_nothing() {
     )
     .await;
 
+    // Image tasks: fields named the same way, and what only the image engine checks.
+    let image = |f: &dyn Fn(&mut Value)| {
+        let mut s = json!({
+            "name": "img", "kind": "image",
+            "source": {"location": "docker://quay.io/team"},
+            "destination": {"location": "docker://127.0.0.1:5000/mirror"},
+        });
+        f(&mut s);
+        s.to_string()
+    };
+    rejected(
+        &api,
+        &image(&|s| s["source"]["location"] = json!("ftp://x")),
+        "source.location",
+    )
+    .await;
+    rejected(
+        &api,
+        &image(&|s| s["destination"]["location"] = json!("oci:/tmp/out")),
+        "destination.location",
+    )
+    .await;
+    rejected(
+        &api,
+        &image(&|s| s["destination"]["credentials"] = json!({"kind": "static"})),
+        "destination.credentials.kind: unknown variant `static`",
+    )
+    .await;
+    rejected(
+        &api,
+        &image(&|s| s["tag_filter"] = json!(["regex:("])),
+        "tag_filter",
+    )
+    .await;
+    rejected(
+        &api,
+        &image(&|s| s["images"] = json!(["Not A Name"])),
+        "images",
+    )
+    .await;
+    rejected(
+        &api,
+        &image(&|s| s["concurrency"] = json!(0)),
+        "concurrency",
+    )
+    .await;
+    rejected(
+        &api,
+        &image(&|s| s["source"]["credentials"] = json!({"kind": "secret", "name": "nope"})),
+        "source.credentials: secret \"nope\" does not exist",
+    )
+    .await;
+
     // Not JSON at all.
     let (status, text) = Api::send(
         api.req(Method::POST, "/api/v1/tasks")

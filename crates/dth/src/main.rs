@@ -3,7 +3,6 @@
 
 mod cli;
 mod progress;
-mod size;
 
 use std::process::ExitCode;
 

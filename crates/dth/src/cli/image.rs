@@ -10,16 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Args, Subcommand};
-use dth_oci::copy::{Copier, CopyOptions, CopyStats, ImageAction, ImageReport, Summary};
-use dth_oci::plan::{Naming, Selection, TagFilter, TagPattern, plan, read_images_file};
-use dth_oci::profile::{Profile, RegistryKind, UploadStrategy, ecr_host};
-use dth_oci::registry::{ClientConfig, Credentials, RegistryClient, RetryPolicy};
-use dth_oci::source::artifactory::repo_api_base;
-use dth_oci::source::ecr::EcrSource;
-use dth_oci::source::{
-    ArtifactorySource, DockerArchiveSource, Ecr, ImageSource, OciLayoutSource, RegistrySource,
-};
-use dth_oci::{ImageEntry, Location, Reference, TagSelector};
+use dth_model::{ImageEndpoint, ImageSync};
+use dth_oci::copy::{CopyStats, ImageAction, ImageReport, Summary};
+use dth_oci::plan::read_images_file;
+use dth_oci::registry::Credentials;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -217,32 +211,43 @@ impl Side {
         Ok(None)
     }
 
-    fn config(
-        &self,
-        host: &str,
-        credentials: Option<Credentials>,
-        retries: u32,
-    ) -> anyhow::Result<ClientConfig> {
-        let mut c = ClientConfig::new(host);
-        c.tls_verify = self.tls_verify;
-        c.credentials = credentials;
-        c.retry = RetryPolicy {
-            retries,
-            ..RetryPolicy::default()
-        };
-        if let Some(e) = &self.endpoint {
-            let url =
-                url::Url::parse(e).with_context(|| format!("--{}-endpoint {e:?}", self.prefix))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                bail!(
-                    "--{}-endpoint {e:?}: want an http:// or https:// URL",
-                    self.prefix
-                );
-            }
-            c.endpoint = Some(url);
+    /// The model's form of this side: the location and the flags that are not credentials.
+    fn endpoint(&self, location: &str) -> ImageEndpoint {
+        ImageEndpoint {
+            tls_verify: self.tls_verify,
+            endpoint: self.endpoint.clone(),
+            ecr_endpoint: self.ecr_endpoint.clone(),
+            ..ImageEndpoint::new(location)
         }
-        Ok(c)
     }
+}
+
+/// Credentials for the engine, which wants its own error type.
+fn resolved(r: anyhow::Result<Option<Credentials>>) -> dth_oci::Result<Option<Credentials>> {
+    r.map_err(|e| dth_oci::Error::Invalid(format!("{e:#}")))
+}
+
+/// A spec check's message with the spec's field names turned into the flags that set them.
+fn flag_names(msg: &str) -> String {
+    const FLAGS: [(&str, &str); 9] = [
+        ("source.location", "source"),
+        ("destination.location", "destination"),
+        ("source.endpoint", "--src-endpoint"),
+        ("destination.endpoint", "--dst-endpoint"),
+        ("tag_filter", "--tag-filter"),
+        ("exclude_tags", "--exclude-tag"),
+        ("platforms", "--platform"),
+        ("images", "--images-from"),
+        ("upload", "--dst-upload"),
+    ];
+    let (lead, rest) = match msg.strip_prefix("invalid ") {
+        Some(rest) => ("invalid ", rest),
+        None => ("", msg),
+    };
+    FLAGS
+        .iter()
+        .find_map(|(field, flag)| rest.strip_prefix(field).map(|r| format!("{lead}{flag}{r}")))
+        .unwrap_or_else(|| msg.to_string())
 }
 
 fn default_auth_files() -> Vec<PathBuf> {
@@ -261,344 +266,43 @@ fn default_auth_files() -> Vec<PathBuf> {
     out
 }
 
-fn parse_upload(s: &str) -> anyhow::Result<UploadStrategy> {
-    Ok(match s {
-        "monolithic" => UploadStrategy::Monolithic,
-        "patch" => UploadStrategy::SinglePatch,
-        _ => match s.strip_prefix("chunked:") {
-            Some(size) => {
-                let n = crate::size::parse_size(size)
-                    .map_err(|e| anyhow::anyhow!("--dst-upload {s}: {e}"))?;
-                if n == 0 {
-                    bail!("--dst-upload {s}: the chunk size must be above 0");
-                }
-                UploadStrategy::Chunked(n)
-            }
-            None => bail!("--dst-upload {s:?}: want monolithic, patch or chunked:SIZE"),
-        },
-    })
-}
-
-/// What the source location selects, before --images-from.
-struct Source {
-    source: Arc<dyn ImageSource>,
-    selection: Selection,
-    /// Whether the selection is one repository (so a destination path names it exactly).
-    single_repo: bool,
-}
-
-async fn open_source(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::Result<Source> {
-    let entries_from = |host: &str| -> anyhow::Result<Option<Vec<ImageEntry>>> {
-        let Some(f) = &a.images_from else {
-            return Ok(None);
-        };
-        let entries = read_images_file(f)?;
-        for e in &entries {
-            if let Some(h) = &e.host
-                && h != host
-            {
-                bail!(
-                    "--images-from {}: {h}/{} names another registry than the source {host}",
-                    f.display(),
-                    e.repository
-                );
-            }
-        }
-        Ok(Some(entries))
-    };
-    let one = |repo: String, tags: Option<TagSelector>| {
-        Selection::Entries(vec![ImageEntry {
-            host: None,
-            repository: repo,
-            tags: tags.unwrap_or(TagSelector::All),
-        }])
-    };
-    Ok(match loc {
-        Location::Registry { host, image } => {
-            let creds = side.credentials(&host)?;
-            let client = RegistryClient::connect(side.config(&host, creds, a.retries)?)
-                .await
-                .with_context(|| format!("source registry {host}"))?;
-            let source: Arc<dyn ImageSource> = Arc::new(RegistrySource::new(client));
-            match (image, entries_from(&host)?) {
-                (Some(_), Some(_)) => {
-                    bail!("--images-from needs a source without a repository: docker://{host}")
-                }
-                (Some((repo, tags)), None) => Source {
-                    source,
-                    selection: one(repo, tags),
-                    single_repo: true,
-                },
-                (None, Some(entries)) => {
-                    let single = entries
-                        .iter()
-                        .map(|e| &e.repository)
-                        .collect::<std::collections::HashSet<_>>()
-                        .len()
-                        == 1;
-                    Source {
-                        source,
-                        selection: Selection::Entries(entries),
-                        single_repo: single,
-                    }
-                }
-                (None, None) => Source {
-                    source,
-                    selection: Selection::All,
-                    single_repo: false,
-                },
-            }
-        }
-        Location::Ecr {
-            account,
-            region,
-            image,
-        } => {
-            let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
-            let creds = ecr.authorization().await?;
-            let host = ecr_host(&account, &region);
-            let mut config = side.config(&host, Some(creds), a.retries)?;
-            config.profile = Some(Profile::of(RegistryKind::Ecr));
-            let client = RegistryClient::connect(config)
-                .await
-                .with_context(|| format!("source registry {host}"))?;
-            let source: Arc<dyn ImageSource> = Arc::new(EcrSource::new(client, ecr));
-            match (image, entries_from(&host)?) {
-                (Some(_), Some(_)) => bail!("--images-from needs a source without a repository"),
-                (Some((repo, tags)), None) => Source {
-                    source,
-                    selection: one(repo, tags),
-                    single_repo: true,
-                },
-                (None, Some(entries)) => Source {
-                    source,
-                    selection: Selection::Entries(entries),
-                    single_repo: false,
-                },
-                (None, None) => Source {
-                    source,
-                    selection: Selection::All,
-                    single_repo: false,
-                },
-            }
-        }
-        Location::Artifactory { host, repo_key } => {
-            let creds = side.credentials(&host)?;
-            let source =
-                ArtifactorySource::connect(side.config(&host, creds, a.retries)?, repo_key).await?;
-            let selection = match entries_from(&host)? {
-                Some(e) => Selection::Entries(e),
-                None => Selection::All,
-            };
-            Source {
-                source: Arc::new(source),
-                selection,
-                single_repo: false,
-            }
-        }
-        Location::OciLayout { dir, tag } => {
-            if a.images_from.is_some() {
-                bail!("--images-from works with registry sources only");
-            }
-            let layout = OciLayoutSource::open(&dir)?;
-            let repos = layout.repositories().await?;
-            let selection = match tag {
-                Some(t) => {
-                    let repo = if repos.iter().any(|r| r.is_empty()) {
-                        String::new()
-                    } else {
-                        repos.first().cloned().unwrap_or_default()
-                    };
-                    Selection::Entries(vec![ImageEntry {
-                        host: None,
-                        repository: repo,
-                        tags: TagSelector::One(Reference::Tag(t)),
-                    }])
-                }
-                None => Selection::All,
-            };
-            Source {
-                source: Arc::new(layout),
-                selection,
-                single_repo: repos.len() == 1,
-            }
-        }
-        Location::DockerArchive { file } => {
-            if a.images_from.is_some() {
-                bail!("--images-from works with registry sources only");
-            }
-            if !file.is_file() {
-                bail!("docker-archive:{}: no such file", file.display());
-            }
-            let archive = DockerArchiveSource::open(&file).await?;
-            let repos = archive.repositories().await?;
-            if repos.is_empty() {
-                bail!("docker-archive:{}: no tagged images in it", file.display());
-            }
-            Source {
-                source: Arc::new(archive),
-                selection: Selection::All,
-                single_repo: repos.len() == 1,
-            }
-        }
-    })
-}
-
-struct Destination {
-    client: RegistryClient,
-    ecr: Option<Ecr>,
-    path: Option<(String, Option<TagSelector>)>,
-}
-
-async fn open_destination(loc: Location, side: &Side, a: &SyncArgs) -> anyhow::Result<Destination> {
-    let upload = a.dst_upload.as_deref().map(parse_upload).transpose()?;
-    match loc {
-        Location::Registry { host, image } => {
-            let creds = side.credentials(&host)?;
-            let mut config = side.config(&host, creds, a.retries)?;
-            config.upload = upload;
-            let client = RegistryClient::connect(config)
-                .await
-                .with_context(|| format!("destination registry {host}"))?;
-            Ok(Destination {
-                client,
-                ecr: None,
-                path: image,
-            })
-        }
-        Location::Ecr {
-            account,
-            region,
-            image,
-        } => {
-            let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
-            let creds = ecr.authorization().await?;
-            let host = ecr_host(&account, &region);
-            let mut config = side.config(&host, Some(creds), a.retries)?;
-            config.profile = Some(Profile::of(RegistryKind::Ecr));
-            config.upload = upload;
-            let client = RegistryClient::connect(config)
-                .await
-                .with_context(|| format!("destination registry {host}"))?;
-            Ok(Destination {
-                client,
-                ecr: Some(ecr),
-                path: image,
-            })
-        }
-        Location::Artifactory {
-            host,
-            repo_key: Some(key),
-        } => {
-            let creds = side.credentials(&host)?;
-            let mut config = side.config(&host, creds, a.retries)?;
-            let base = match &config.endpoint {
-                Some(u) => u.as_str().trim_end_matches('/').to_string(),
-                None => format!("https://{host}"),
-            };
-            config.endpoint = Some(url::Url::parse(&repo_api_base(&base, &key))?);
-            config.profile = Some(Profile::of(RegistryKind::Artifactory));
-            config.upload = upload;
-            let client = RegistryClient::connect(config)
-                .await
-                .with_context(|| format!("destination Artifactory {host}/{key}"))?;
-            Ok(Destination {
-                client,
-                ecr: None,
-                path: None,
-            })
-        }
-        Location::Artifactory { repo_key: None, .. } => {
-            bail!(
-                "an Artifactory destination must name its Docker repository: artifactory://HOST/REPOKEY"
-            )
-        }
-        Location::OciLayout { .. } | Location::DockerArchive { .. } => {
-            bail!("the destination must be a registry (docker://, ecr:// or artifactory://)")
-        }
-    }
-}
-
 pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
     let ImageCommand::Sync(a) = cmd;
     if a.images == 0 || a.blobs == 0 {
         bail!("--images and --blobs must be at least 1");
     }
-    for p in &a.platform {
-        let n = p.split('/').count();
-        if !(2..=3).contains(&n) || p.split('/').any(str::is_empty) {
-            bail!("--platform {p:?}: want OS/ARCH[/VARIANT], e.g. linux/arm64/v8");
-        }
-    }
-    let filter = TagFilter {
-        include: a
-            .tag_filter
-            .iter()
-            .map(|p| TagPattern::parse(p))
-            .collect::<Result<_, _>>()?,
-        exclude: a
-            .exclude_tag
-            .iter()
-            .map(|p| TagPattern::parse(p))
-            .collect::<Result<_, _>>()?,
-        keep_latest: a.keep_latest,
+    let images = match &a.images_from {
+        Some(f) if !f.is_file() => bail!("--images-from {}: no such file", f.display()),
+        Some(f) => read_images_file(f)?,
+        None => Vec::new(),
     };
-    if let Some(u) = &a.dst_upload {
-        parse_upload(u)?;
-    }
-    if let Some(f) = &a.images_from
-        && !f.is_file()
-    {
-        bail!("--images-from {}: no such file", f.display());
-    }
-    let src_loc = Location::parse(&a.src).context("source")?;
-    let dst_loc = Location::parse(&a.dst).context("destination")?;
-    if matches!(
-        dst_loc,
-        Location::OciLayout { .. } | Location::DockerArchive { .. }
-    ) {
-        bail!(
-            "destination {}: must be a registry (docker://, ecr:// or artifactory://)",
-            a.dst
-        );
-    }
     let src_side: Side = SrcArgs::into(a.src_side_take());
     let dst_side: Side = DstArgs::into(a.dst_side_take());
-    let src = open_source(src_loc, &src_side, &a).await?;
-    let dst = open_destination(dst_loc, &dst_side, &a).await?;
-    let naming = match &dst.path {
-        None => Naming::Same,
-        Some((repo, tag)) if src.single_repo => Naming::Exact {
-            repository: repo.clone(),
-            tag: match tag {
-                Some(TagSelector::One(Reference::Tag(t))) => Some(t.clone()),
-                Some(_) => bail!("destination {}: a tag, not a digest or ALL_TAGS", a.dst),
-                None => None,
-            },
-        },
-        Some((_, Some(_))) => bail!("destination {}: a tag needs a single source image", a.dst),
-        Some((repo, None)) => Naming::Prefix(repo.clone()),
-    };
-    let jobs = plan(src.source.as_ref(), &src.selection, &filter, &naming).await?;
-    if jobs.is_empty() {
-        eprintln!("nothing selected at {}", src.source.describe());
-    }
-
-    let opts = CopyOptions {
-        images: a.images,
-        blobs: a.blobs,
+    let spec = ImageSync {
+        images,
+        tag_filter: a.tag_filter.clone(),
+        exclude_tags: a.exclude_tag.clone(),
+        keep_latest: a.keep_latest,
         platforms: a.platform.clone(),
-        dry_run: a.dry_run,
-        mount: !a.no_mount,
+        concurrency: a.images,
+        blobs: a.blobs,
         retries: a.retries,
+        mount: !a.no_mount,
+        upload: a.dst_upload.clone(),
+        ..ImageSync::new(src_side.endpoint(&a.src), dst_side.endpoint(&a.dst))
     };
-    let cancel_refresh = CancellationToken::new();
-    let mut copier = Copier::new(src.source.clone(), dst.client.clone(), opts);
-    if let Some(ecr) = &dst.ecr {
-        ecr.spawn_refresh(dst.client.clone(), cancel_refresh.clone());
-        copier = copier.with_ecr_repository_creation(ecr.clone());
+    // The engine's checks first: they say most about a location.
+    dth_oci::open::check(&spec).map_err(|e| anyhow::anyhow!(flag_names(&e.to_string())))?;
+    spec.validate()
+        .map_err(|e| anyhow::anyhow!(flag_names(&e.to_string())))?;
+    let resolve_src = |host: &str| resolved(src_side.credentials(host));
+    let resolve_dst = |host: &str| resolved(dst_side.credentials(host));
+    let sync = dth_oci::open::open(&spec, &resolve_src, &resolve_dst, a.dry_run).await?;
+    let jobs = sync.plan().await?;
+    if jobs.is_empty() {
+        eprintln!("nothing selected at {}", sync.source.describe());
     }
-    let copier = Arc::new(copier);
+    let copier = sync.copier();
     let cancel = copier.cancel_token();
     tokio::spawn({
         let cancel = cancel.clone();
@@ -651,7 +355,7 @@ pub async fn run(cmd: ImageCommand, verbose: u8) -> anyhow::Result<ExitCode> {
     let bar = tokio::spawn(progress(copier.stats(), done.clone()));
     let summary = copier.run(jobs, Some(tx)).await;
     done.cancel();
-    cancel_refresh.cancel();
+    drop(sync);
     let _ = bar.await;
     writer
         .await

@@ -11,7 +11,7 @@ use dth_s3::{Endpoint, ObjectReport, Side, Sync};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::size::parse_size;
+use dth_model::parse_size;
 
 #[derive(Debug, Subcommand)]
 pub enum S3Command {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use dth_model::{
-    Credentials, DEFAULT_GIANT_THRESHOLD, DEFAULT_MAX_ATTEMPTS, EndpointSpec, Job, S3Job, Schedule,
-    SyncOptions, TaskSpec, TaskStatus,
+    Credentials, DEFAULT_GIANT_THRESHOLD, EndpointSpec, Job, S3Job, Schedule, SyncOptions,
+    TaskSpec, TaskStatus,
 };
 use dth_runtime::{Config, Hub};
 use dth_store::{MasterKey, Store};
@@ -63,7 +63,7 @@ pub async fn run(
         }),
         schedule: Some(Schedule::Once),
         alarms: Vec::new(),
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        max_attempts: None,
     };
     let config = Config {
         worker_id: format!("cli:{}", std::process::id()),
@@ -230,7 +230,9 @@ fn fingerprint(spec: &TaskSpec) -> serde_json::Value {
 
 /// Puts this run's access keys into the secrets the stored task refers to.
 async fn refresh_keys(store: &dyn Store, old: &TaskSpec, new: &TaskSpec) -> anyhow::Result<()> {
-    let (Job::S3(o), Job::S3(n)) = (&old.job, &new.job);
+    let (Job::S3(o), Job::S3(n)) = (&old.job, &new.job) else {
+        anyhow::bail!("the state file holds a task of another kind");
+    };
     for (o, n) in [(&o.source, &n.source), (&o.destination, &n.destination)] {
         if let (
             Credentials::Secret { name },

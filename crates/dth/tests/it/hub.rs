@@ -17,17 +17,17 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const MIB: usize = 1024 * 1024;
-const TOKEN: &str = "dth-test-token-0123456789";
+pub(crate) const TOKEN: &str = "dth-test-token-0123456789";
 
 /// A `dth` process, killed when dropped.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     /// For `serve`: the API's base URL.
-    url: Option<String>,
+    pub(crate) url: Option<String>,
 }
 
 impl Proc {
-    async fn spawn(args: &[&str], key: &str) -> Proc {
+    pub(crate) async fn spawn(args: &[&str], key: &str) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dth"))
             .args(args)
             .env("DTH_MASTER_KEY", key)
@@ -79,7 +79,7 @@ impl Proc {
     }
 }
 
-fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
@@ -99,7 +99,7 @@ fn spec(peer: &S3Peer, schedule: serde_json::Value, giant: usize) -> serde_json:
     })
 }
 
-async fn create_task(url: &str, spec: &serde_json::Value) -> String {
+pub(crate) async fn create_task(url: &str, spec: &serde_json::Value) -> String {
     let resp = reqwest::Client::new()
         .post(format!("{url}/api/v1/tasks"))
         .bearer_auth(TOKEN)
@@ -189,7 +189,7 @@ fn orphan_uploads(peer: &S3Peer) -> Vec<String> {
         .collect()
 }
 
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -201,11 +201,11 @@ where
     }
 }
 
-async fn task_status(store: &dyn Store, id: &str) -> TaskStatus {
+pub(crate) async fn task_status(store: &dyn Store, id: &str) -> TaskStatus {
     store.get_task(id).await.unwrap().unwrap().status
 }
 
-async fn latest_run(store: &dyn Store, id: &str) -> Option<dth_store::Run> {
+pub(crate) async fn latest_run(store: &dyn Store, id: &str) -> Option<dth_store::Run> {
     store.list_runs(id, 1).await.unwrap().into_iter().next()
 }
 

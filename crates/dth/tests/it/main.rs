@@ -7,6 +7,7 @@ mod hub;
 mod image_common;
 mod image_ecr;
 mod image_faults;
+mod image_hub;
 mod image_local;
 mod image_sync;
 mod s3_faults;

@@ -1,0 +1,159 @@
+//! Image tasks on the hub: `dth serve` copies images between two real docker-registry instances,
+//! one item per image, each checked with skopeo; a second run only HEADs; a missing image is
+//! dead-lettered on its own while the others are copied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dth_model::{ItemKind, ItemState, TaskStatus};
+use dth_store::{MasterKey, Store};
+use dth_testkit::Registry;
+
+use crate::hub::{Proc, TOKEN, create_task, latest_run, new_key, task_status, wait_until};
+use crate::image_common::{assert_same_image_as, push_fixture, standard_fixture};
+
+const PASSWORD: &str = "hub-s3cret-pw";
+
+async fn wait_for_end(store: &Arc<dyn Store>, id: &str) -> TaskStatus {
+    let s = Arc::clone(store);
+    let id2 = id.to_string();
+    wait_until("the task to end", Duration::from_secs(180), || {
+        let s = Arc::clone(&s);
+        let id = id2.clone();
+        async move {
+            matches!(
+                task_status(s.as_ref(), &id).await,
+                TaskStatus::Done | TaskStatus::Error
+            )
+        }
+    })
+    .await;
+    task_status(store.as_ref(), id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn image_task_copies_each_image_as_an_item() {
+    let src = Registry::start().await;
+    let dst = Registry::start_with_basic_auth("mirror", PASSWORD).await;
+    let fixture = tempfile::tempdir().unwrap();
+    let (layout, images) = standard_fixture(fixture.path());
+    push_fixture(&layout, &images, &src).await;
+
+    let key = new_key();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let args = [
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--retry-delay",
+        "1",
+    ];
+    let hub = Proc::spawn(&args, &key).await;
+    let url = hub.url.clone().unwrap();
+    let spec = serde_json::json!({
+        "name": "mirror images", "kind": "image", "schedule": "once",
+        "source": {"location": format!("docker://{}", src.host()), "tls_verify": false},
+        "destination": {
+            "location": format!("docker://{}/mirror", dst.host()), "tls_verify": false,
+            "credentials": {"kind": "basic", "username": "mirror", "password": PASSWORD},
+        },
+        "images": ["app-a:ALL_TAGS", "app-b:2.0", "team/app-c:3.1", "missing/app:1.0"],
+    });
+    let id = create_task(&url, &spec).await;
+    let store = dth_store::open(
+        &format!("sqlite://{data_dir}/dth.db"),
+        MasterKey::parse(&key).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // The missing image dead-letters on its own (a 404 is not retried); the task ends in ERROR.
+    assert_eq!(wait_for_end(&store, &id).await, TaskStatus::Error);
+    let task = store.get_task(&id).await.unwrap().unwrap();
+    assert!(
+        !task.spec.to_string().contains(PASSWORD),
+        "the stored spec holds the password: {}",
+        task.spec
+    );
+    let run = latest_run(store.as_ref(), &id).await.unwrap();
+    let c = store.run_counters(run.id).await.unwrap();
+    assert_eq!(
+        (c.found, c.copied, c.dead, c.pending),
+        (5, 4, 1, 0),
+        "{c:?}"
+    );
+    let items = store.list_items(run.id, None, 0, 100).await.unwrap();
+    assert_eq!(items.len(), 5, "{items:?}");
+    for i in &items {
+        assert_eq!(i.kind, ItemKind::Image);
+        if i.key == "missing/app:1.0" {
+            assert_eq!(i.state, ItemState::Dead, "{i:?}");
+            let err = i.last_error.as_deref().unwrap_or_default();
+            assert!(err.contains("404"), "{err}");
+            assert!(!err.contains(PASSWORD));
+        } else {
+            assert_eq!(i.state, ItemState::Done, "{i:?}");
+            assert_eq!(i.verification.as_deref(), Some("digest"));
+            let want = images
+                .iter()
+                .find(|f| i.key.starts_with(&format!("{}:", f.repo)))
+                .unwrap();
+            assert_eq!(i.dst_etag.as_deref(), Some(want.manifest.digest.as_str()));
+        }
+    }
+    for img in &images {
+        for tag in &img.tags {
+            let name = format!("{}:{tag}", img.repo);
+            assert_same_image_as(&src, &name, &dst, &format!("mirror/{name}")).await;
+        }
+    }
+
+    // Run it again: every image is up to date after one HEAD per tag at the destination.
+    let mark = dst.mark();
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/v1/tasks/{id}/start"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let s = Arc::clone(&store);
+    let first = run.id;
+    let id2 = id.clone();
+    wait_until("a second run to end", Duration::from_secs(120), || {
+        let s = Arc::clone(&s);
+        let id = id2.clone();
+        async move {
+            match latest_run(s.as_ref(), &id).await {
+                Some(r) => r.id != first && !r.status.is_active(),
+                None => false,
+            }
+        }
+    })
+    .await;
+    let second = latest_run(store.as_ref(), &id).await.unwrap();
+    let c = store.run_counters(second.id).await.unwrap();
+    assert_eq!(
+        (c.found, c.copied, c.skipped, c.dead),
+        (5, 0, 4, 1),
+        "{c:?}"
+    );
+    let log = mark.since().await;
+    let writes: Vec<_> = log
+        .iter()
+        .filter(|l| l.method != "HEAD" && l.path != "/v2/")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "an up-to-date run only HEADs: {writes:?}"
+    );
+    let heads = log
+        .iter()
+        .filter(|l| l.method == "HEAD" && l.is_manifest())
+        .count();
+    // One HEAD per tag when checking, and the missing image's retries never reach the destination.
+    assert_eq!(heads, 4, "{log:?}");
+}
