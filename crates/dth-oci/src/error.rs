@@ -119,11 +119,18 @@ impl Error {
     }
 
     /// Whether trying the same thing again later may succeed: transient statuses, transport errors,
-    /// corrupted or truncated bodies. 4xx answers other than 408/429, bad input and auth failures are
-    /// permanent.
+    /// corrupted or truncated bodies, and an upload session the registry dropped (a new session
+    /// can succeed: distribution cancels an upload when a chunk arrives with a stale `_state`,
+    /// as after a lost answer). Other 4xx answers, bad input and auth failures are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Status { status, .. } => is_transient_status(*status),
+            Error::Status { status, code, .. } => {
+                is_transient_status(*status)
+                    || matches!(
+                        code.as_deref(),
+                        Some("BLOB_UPLOAD_INVALID" | "BLOB_UPLOAD_UNKNOWN")
+                    )
+            }
             Error::Transport { .. } | Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
                 true
             }

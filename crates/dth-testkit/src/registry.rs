@@ -570,6 +570,16 @@ pub struct RegistryFaults {
     pub corrupt_blob_gets: u64,
     /// Delay added before forwarding each request.
     pub delay: Duration,
+    /// The next N `PATCH` requests reach the registry, but their answers are replaced by a `503`:
+    /// the registry kept the chunk and the client does not know it.
+    pub lose_patch_answers: u64,
+    /// `GET …/blobs/sha256:…` is answered `307` to the same path and query on this host
+    /// (`127.0.0.1:PORT`), as registries send blob downloads to their storage.
+    pub redirect_blob_gets_to: Option<String>,
+    /// Be the storage a registry redirects to: a request carrying `Authorization` is refused with
+    /// `400` (as S3 refuses a presigned URL with a second auth mechanism); the others are
+    /// forwarded with this `Authorization` value, standing in for the presigned signature.
+    pub storage_authorization: Option<String>,
 }
 
 /// What a [`RegistryProxy`] did.
@@ -583,6 +593,12 @@ pub struct RegistryProxyStats {
     pub failed: u64,
     /// Blob bodies corrupted.
     pub corrupted: u64,
+    /// `PATCH` answers replaced by a 503 after the registry took the chunk.
+    pub lost: u64,
+    /// Blob GETs redirected.
+    pub redirected: u64,
+    /// Storage requests refused because they carried `Authorization`.
+    pub refused: u64,
 }
 
 /// An HTTP/1.1 reverse proxy on a free 127.0.0.1 port in front of a registry. It forwards the
@@ -598,10 +614,14 @@ struct ProxyShared {
     client: Client<HttpConnector, Incoming>,
     faults: Mutex<RegistryFaults>,
     corrupt_left: AtomicU64,
+    lose_left: AtomicU64,
     requests: AtomicU64,
     throttled: AtomicU64,
     failed: AtomicU64,
     corrupted: AtomicU64,
+    lost: AtomicU64,
+    redirected: AtomicU64,
+    refused: AtomicU64,
 }
 
 type ProxyBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -616,11 +636,15 @@ impl RegistryProxy {
             upstream: upstream.to_string(),
             client,
             corrupt_left: AtomicU64::new(faults.corrupt_blob_gets),
+            lose_left: AtomicU64::new(faults.lose_patch_answers),
             faults: Mutex::new(faults),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             corrupted: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            redirected: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
@@ -658,6 +682,9 @@ impl RegistryProxy {
             throttled: s.throttled.load(Ordering::SeqCst),
             failed: s.failed.load(Ordering::SeqCst),
             corrupted: s.corrupted.load(Ordering::SeqCst),
+            lost: s.lost.load(Ordering::SeqCst),
+            redirected: s.redirected.load(Ordering::SeqCst),
+            refused: s.refused.load(Ordering::SeqCst),
         }
     }
 }
@@ -707,12 +734,33 @@ async fn proxy_handle(
         ));
     }
     let blob_get = req.method() == http::Method::GET && req.uri().path().contains("/blobs/sha256:");
+    let patch = req.method() == http::Method::PATCH;
     let (mut parts, body) = req.into_parts();
     let pq = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    if let (true, Some(storage)) = (blob_get, &faults.redirect_blob_gets_to) {
+        s.redirected.fetch_add(1, Ordering::SeqCst);
+        let mut r = proxy_full(Bytes::new(), StatusCode::TEMPORARY_REDIRECT);
+        let to = format!("http://{storage}{pq}");
+        r.headers_mut()
+            .insert("location", to.parse().expect("header"));
+        return Ok(r);
+    }
+    if let Some(auth) = &faults.storage_authorization {
+        if parts.headers.contains_key(http::header::AUTHORIZATION) {
+            s.refused.fetch_add(1, Ordering::SeqCst);
+            return Ok(proxy_full(
+                Bytes::from_static(b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>"),
+                StatusCode::BAD_REQUEST,
+            ));
+        }
+        parts
+            .headers
+            .insert(http::header::AUTHORIZATION, auth.parse().expect("header"));
+    }
     parts.uri = match format!("http://{}{pq}", s.upstream).parse::<Uri>() {
         Ok(u) => u,
         Err(e) => {
@@ -732,6 +780,19 @@ async fn proxy_handle(
             ));
         }
     };
+    if patch
+        && resp.status().is_success()
+        && s.lose_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
+            .is_ok()
+    {
+        s.lost.fetch_add(1, Ordering::SeqCst);
+        let _ = resp.into_body().collect().await;
+        return Ok(proxy_full(
+            Bytes::from_static(b"injected: answer lost"),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ));
+    }
     let corrupt = blob_get
         && resp.status().is_success()
         && s.corrupt_left

@@ -1,8 +1,10 @@
 //! Faults between dth and a real registry: 429 with Retry-After, 503s, corrupted blob bodies,
+//! blob downloads redirected to storage that refuses credentials, chunk answers lost mid-upload,
 //! and a layer of 200 MiB.
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use dth_testkit::{
     OciLayout, Registry, RegistryFaults, RegistryProxy, inspect_raw, random_bytes, sha256_digest,
     skopeo_try,
@@ -54,6 +56,100 @@ async fn throttling_and_503s_still_give_complete_copies() {
             assert_same_image(&src, &dst, &format!("{}:{tag}", img.repo)).await;
         }
     }
+}
+
+#[tokio::test]
+async fn blob_downloads_redirected_to_storage_never_carry_credentials() {
+    let (src, dst) = (
+        Registry::start_with_basic_auth("reader", "r3ader-pw").await,
+        Registry::start().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, images) = standard_fixture(dir.path());
+    push_fixture(&layout, &images, &src).await;
+    // The storage stands in for a presigned URL: it signs for itself and refuses a request that
+    // brings the registry's credentials along.
+    let presigned = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("reader:r3ader-pw")
+    );
+    let storage = RegistryProxy::start(
+        &src.host(),
+        RegistryFaults {
+            storage_authorization: Some(presigned),
+            ..Default::default()
+        },
+    )
+    .await;
+    let front = RegistryProxy::start(
+        &src.host(),
+        RegistryFaults {
+            redirect_blob_gets_to: Some(storage.host()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let run = image_sync(
+        &format!("docker://{}", front.host()),
+        &format!("docker://{}", dst.host()),
+        &["--src-creds", "reader:r3ader-pw"],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.n("copied"), 4);
+    let (f, st) = (front.stats(), storage.stats());
+    assert!(
+        f.redirected >= 6,
+        "every distinct blob was redirected: {f:?}"
+    );
+    assert_eq!(st.refused, 0, "credentials followed a redirect: {st:?}");
+    assert_eq!(st.requests, f.redirected, "{f:?} {st:?}");
+    for img in &images {
+        for tag in &img.tags {
+            assert_same_image(&src, &dst, &format!("{}:{tag}", img.repo)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn lost_chunk_answers_start_the_blob_over_in_a_new_session() {
+    let (src, dst) = (Registry::start().await, Registry::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, images) = standard_fixture(dir.path());
+    push_fixture(&layout, &images[..1], &src).await;
+    // The registry keeps each chunk but its answer is lost. distribution then refuses the chunk
+    // sent again under the old `_state` and cancels the session: the blob must start over in a
+    // new session rather than fail the image (or leave a short blob behind).
+    let proxy = RegistryProxy::start(
+        &dst.host(),
+        RegistryFaults {
+            lose_patch_answers: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mark = dst.mark();
+    let run = image_sync(
+        &format!("docker://{}/app-a:1.0", src.host()),
+        &format!("docker://{}/app-a:1.0", proxy.host()),
+        &["--dst-upload", "chunked:1M", "--blobs", "1"],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.n("copied"), 1);
+    assert_eq!(proxy.stats().lost, 2);
+    let log = mark.since().await;
+    let sessions = log
+        .iter()
+        .filter(|l| l.method == "POST" && l.path.contains("/blobs/uploads/"))
+        .count();
+    assert!(
+        sessions > 3,
+        "3 blobs, and new sessions after lost answers: {log:?}"
+    );
+    assert_same_image(&src, &dst, "app-a:1.0").await;
 }
 
 #[tokio::test]
