@@ -19,7 +19,7 @@ use crate::plan::{ImageJob, Naming, Selection, TagFilter, TagPattern, plan};
 use crate::profile::{Profile, RegistryKind, UploadStrategy, ecr_host};
 use crate::registry::{ClientConfig, Credentials, RegistryClient, RetryPolicy};
 use crate::source::artifactory::repo_api_base;
-use crate::source::ecr::EcrSource;
+use crate::source::ecr::{EcrSource, EcrToken};
 use crate::source::{
     ArtifactorySource, DockerArchiveSource, Ecr, ImageSource, OciLayoutSource, RegistrySource,
 };
@@ -177,9 +177,10 @@ pub async fn open(
         mount: spec.mount,
         retries: spec.retries,
     };
-    if let Some(ecr) = &ecr {
-        ecr.spawn_refresh(dst.clone(), refresh.clone());
+    if let Some((ecr, token)) = &ecr {
+        ecr.spawn_refresh(dst.clone(), token, refresh.clone());
     }
+    let ecr = ecr.map(|(e, _)| e);
     Ok(OpenedSync {
         source,
         selection,
@@ -322,10 +323,11 @@ async fn open_source(
         } => {
             let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
             let host = ecr_host(&account, &region);
-            let mut c = config(side, &host, Some(ecr.authorization().await?), spec.retries)?;
+            let token = ecr.authorization().await?;
+            let mut c = config(side, &host, Some(token.credentials.clone()), spec.retries)?;
             c.profile = Some(Profile::of(RegistryKind::Ecr));
             let client = RegistryClient::connect(c).await?;
-            ecr.spawn_refresh(client.clone(), refresh.clone());
+            ecr.spawn_refresh(client.clone(), &token, refresh.clone());
             let (sel, single) = selection(image, listed(&host)?);
             (Arc::new(EcrSource::new(client, ecr)), sel, single)
         }
@@ -382,12 +384,13 @@ async fn open_source(
 
 type DestinationPath = Option<(String, Option<TagSelector>)>;
 
-/// The destination client, the ECR API when it is ECR, and the path its location names.
+/// The destination client, the ECR API and its first token when it is ECR, and the path its
+/// location names.
 async fn open_destination(
     spec: &ImageSync,
     loc: Location,
     creds: Resolve<'_>,
-) -> Result<(RegistryClient, Option<Ecr>, DestinationPath)> {
+) -> Result<(RegistryClient, Option<(Ecr, EcrToken)>, DestinationPath)> {
     let side = &spec.destination;
     let upload = spec.upload.as_deref().map(upload_strategy).transpose()?;
     match loc {
@@ -403,10 +406,11 @@ async fn open_destination(
         } => {
             let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
             let host = ecr_host(&account, &region);
-            let mut c = config(side, &host, Some(ecr.authorization().await?), spec.retries)?;
+            let token = ecr.authorization().await?;
+            let mut c = config(side, &host, Some(token.credentials.clone()), spec.retries)?;
             c.profile = Some(Profile::of(RegistryKind::Ecr));
             c.upload = upload;
-            Ok((RegistryClient::connect(c).await?, Some(ecr), image))
+            Ok((RegistryClient::connect(c).await?, Some((ecr, token)), image))
         }
         Location::Artifactory {
             host,

@@ -2,7 +2,7 @@
 //! GetAuthorizationToken, refreshed before its 12 h expiry), and the ECR API for what the
 //! registry API lacks: listing repositories and creating missing ones.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -15,8 +15,30 @@ use crate::manifest::Manifest;
 use crate::reference::Digest;
 use crate::registry::{BlobStream, Credentials, ManifestHead, RegistryClient};
 
-/// ECR tokens last 12 hours; we take a new one after this long.
+/// ECR tokens last 12 hours; a new one is taken after three quarters of the time left, and at
+/// least this often.
 pub const TOKEN_REFRESH: Duration = Duration::from_secs(6 * 3600);
+/// Soonest refresh, and the wait before trying again after a failed one.
+const MIN_REFRESH: Duration = Duration::from_secs(60);
+
+/// A registry login from GetAuthorizationToken.
+#[derive(Debug, Clone)]
+pub struct EcrToken {
+    /// `AWS` and the token.
+    pub credentials: Credentials,
+    /// When ECR says it expires.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// How long to wait before taking a new token: three quarters of the time left, between a minute
+/// and [`TOKEN_REFRESH`]. An expiry already past (a skewed clock, a test server) means soon.
+pub fn refresh_after(expires_at: Option<SystemTime>, now: SystemTime) -> Duration {
+    match expires_at.map(|e| e.duration_since(now)) {
+        None => TOKEN_REFRESH,
+        Some(Err(_)) => MIN_REFRESH,
+        Some(Ok(left)) => left.mul_f64(0.75).clamp(MIN_REFRESH, TOKEN_REFRESH),
+    }
+}
 
 /// Timeout of one ECR API call.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,16 +88,18 @@ impl Ecr {
     }
 
     /// GetAuthorizationToken: Basic credentials for the registry (`AWS` and a 12 h token).
-    pub async fn authorization(&self) -> Result<Credentials> {
+    pub async fn authorization(&self) -> Result<EcrToken> {
         let out = self
             .client
             .get_authorization_token()
             .send()
             .await
             .map_err(|e| self.err("GetAuthorizationToken", e))?;
-        let data = out
-            .authorization_data()
-            .first()
+        let first = out.authorization_data().first();
+        let expires_at = first
+            .and_then(|d| d.expires_at())
+            .and_then(|t| SystemTime::try_from(*t).ok());
+        let data = first
             .and_then(|d| d.authorization_token())
             .ok_or_else(|| Error::Ecr {
                 operation: "GetAuthorizationToken".into(),
@@ -94,32 +118,45 @@ impl Ecr {
             region: self.region.clone(),
             detail: "token is not UTF-8".into(),
         })?;
-        Credentials::parse(&text).map_err(|_| Error::Ecr {
+        let credentials = Credentials::parse(&text).map_err(|_| Error::Ecr {
             operation: "GetAuthorizationToken".into(),
             region: self.region.clone(),
             detail: "token is not USER:PASSWORD".into(),
+        })?;
+        Ok(EcrToken {
+            credentials,
+            expires_at,
         })
     }
 
-    /// Keeps `client`'s credentials fresh until `cancel` fires.
+    /// Keeps `client`'s credentials fresh until `cancel` fires: a new token after three
+    /// quarters of the current one's life ([`refresh_after`]); a failed refresh is tried again
+    /// every minute while the old token still works.
     pub fn spawn_refresh(
         &self,
         client: RegistryClient,
+        current: &EcrToken,
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let ecr = self.clone();
+        let mut wait = refresh_after(current.expires_at, SystemTime::now());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(TOKEN_REFRESH) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                match ecr.authorization().await {
-                    Ok(c) => client.set_credentials(Some(c)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "refreshing the ECR token failed; keeping the old one")
+                wait = match ecr.authorization().await {
+                    Ok(t) => {
+                        client.set_credentials(Some(t.credentials));
+                        tracing::debug!(region = %ecr.region, "ECR token refreshed");
+                        refresh_after(t.expires_at, SystemTime::now())
                     }
-                }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshing the ECR token failed; keeping the old one and trying again in a minute");
+                        MIN_REFRESH
+                    }
+                };
             }
         })
     }
@@ -211,5 +248,27 @@ impl ImageSource for EcrSource {
     }
     fn registry(&self) -> Option<&RegistryClient> {
         Some(&self.client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refreshes_well_before_expiry() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        // A fresh 12 h token: the cap.
+        assert_eq!(refresh_after(Some(now + h(12)), now), TOKEN_REFRESH);
+        // 4 h left: 3 h.
+        assert_eq!(refresh_after(Some(now + h(4)), now), h(3));
+        // Almost expired, expired, or unknown.
+        assert_eq!(
+            refresh_after(Some(now + Duration::from_secs(20)), now),
+            MIN_REFRESH
+        );
+        assert_eq!(refresh_after(Some(now - h(1)), now), MIN_REFRESH);
+        assert_eq!(refresh_after(None, now), TOKEN_REFRESH);
     }
 }
