@@ -1,6 +1,7 @@
-//! Per-task engines: a task's spec with its secrets resolved, both endpoints connected once, and the
-//! copier every item of the task shares. Cached per process; stopping a task cancels its token, which
-//! aborts its copies in flight (multipart uploads included) and drops the engine.
+//! Per-task engines: a task's spec with its secrets resolved, both endpoints connected, and the
+//! copier every item of a run shares. Cached per process and made again for each new run, so a
+//! rotated secret is picked up by the next run. Stopping a task cancels the token of all its
+//! engines, which aborts their copies in flight (multipart uploads included) and drops them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,9 +38,8 @@ pub(crate) struct S3Engine {
 pub(crate) struct ImageEngine {
     /// Both registries connected.
     pub sync: OpenedSync,
-    /// The copier of the latest run seen here: blobs are deduplicated across a run's images in
-    /// this process, and a new run starts with no memory of what the last one made present.
-    copier: Mutex<Option<(i64, Arc<dth_oci::copy::Copier>)>>,
+    /// Shared by the run's images in this process: each blob is sent once, then mounted.
+    pub copier: Arc<dth_oci::copy::Copier>,
     /// The task's `concurrency`: images checked or copied at once in this process.
     pub concurrency: usize,
     /// Permits for `concurrency` copies.
@@ -48,34 +48,12 @@ pub(crate) struct ImageEngine {
     pub cancel: CancellationToken,
 }
 
-impl ImageEngine {
-    /// The copier for the images of run `run_id`.
-    pub fn copier(&self, run_id: i64) -> Arc<dth_oci::copy::Copier> {
-        let mut current = self.copier.lock().unwrap_or_else(|p| p.into_inner());
-        match &*current {
-            Some((run, c)) if *run >= run_id => Arc::clone(c),
-            _ => {
-                let c = self.sync.copier();
-                *current = Some((run_id, Arc::clone(&c)));
-                c
-            }
-        }
-    }
-}
-
-impl TaskEngine {
-    fn cancel(&self) {
-        match self {
-            TaskEngine::S3(e) => e.cancel.cancel(),
-            TaskEngine::Image(e) => e.cancel.cancel(),
-        }
-    }
-}
-
-/// Engines of the tasks this process works on.
+/// Engines of the tasks this process works on: the newest per task, with the run it was made for.
 #[derive(Default)]
 pub(crate) struct Engines {
-    map: Mutex<HashMap<String, Arc<TaskEngine>>>,
+    map: Mutex<HashMap<String, (i64, Arc<TaskEngine>)>>,
+    /// Per task, the parent of every engine's cancellation token.
+    tokens: Mutex<HashMap<String, CancellationToken>>,
 }
 
 /// The JSON form of an access key kept as a hub secret.
@@ -88,11 +66,26 @@ struct AccessKey {
 }
 
 impl Engines {
-    /// The engine of a task, connecting it on first use.
-    pub async fn get(&self, store: &dyn Store, task_id: &str) -> Result<Arc<TaskEngine>, Error> {
-        if let Some(e) = self.lock().get(task_id) {
+    /// The engine of a task for run `run_id`: the cached one unless it was made for an older
+    /// run (then the task's spec and secrets are read again and both sides connected anew).
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        task_id: &str,
+        run_id: i64,
+    ) -> Result<Arc<TaskEngine>, Error> {
+        if let Some((run, e)) = self.lock().get(task_id)
+            && *run >= run_id
+        {
             return Ok(Arc::clone(e));
         }
+        let cancel = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(task_id.to_string())
+            .or_default()
+            .child_token();
         let task = store
             .get_task(task_id)
             .await?
@@ -103,7 +96,6 @@ impl Engines {
         let engine = Arc::new(match spec.job {
             Job::S3(job) => {
                 let (src, dst) = connect(store, &job).await?;
-                let cancel = CancellationToken::new();
                 let copier = Arc::new(
                     Copier::new(src, dst, job.options.clone(), Arc::new(Stats::default()))
                         .with_cancel(cancel.clone()),
@@ -117,27 +109,39 @@ impl Engines {
             Job::Image(job) => {
                 let sync = open_images(store, &job).await?;
                 TaskEngine::Image(Box::new(ImageEngine {
-                    cancel: CancellationToken::new(),
-                    copier: Mutex::new(None),
+                    cancel,
+                    copier: sync.copier(),
                     concurrency: job.concurrency.max(1),
                     slots: Semaphore::new(job.concurrency.max(1)),
                     sync,
                 }))
             }
         });
-        Ok(Arc::clone(
-            self.lock().entry(task_id.to_string()).or_insert(engine),
-        ))
+        let mut map = self.lock();
+        let slot = map
+            .entry(task_id.to_string())
+            .or_insert_with(|| (run_id, Arc::clone(&engine)));
+        if slot.0 < run_id {
+            // Items of the older run still in flight keep the engine they hold.
+            *slot = (run_id, engine);
+        }
+        Ok(Arc::clone(&slot.1))
     }
 
-    /// Cancels a task's work in this process and forgets its engine.
+    /// Cancels a task's work in this process (every engine made for it) and forgets its engine.
     pub fn cancel(&self, task_id: &str) {
-        if let Some(e) = self.lock().remove(task_id) {
-            e.cancel();
+        self.lock().remove(task_id);
+        if let Some(t) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id)
+        {
+            t.cancel();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TaskEngine>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Arc<TaskEngine>)>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -66,7 +66,10 @@ impl Hub {
 
     /// Lists, diffs and queues; returns the partitions that failed to list.
     async fn find_items(&self, run: &Run, resumed: bool) -> Result<Vec<String>, Error> {
-        let engine = self.engines.get(self.store.as_ref(), &run.task_id).await?;
+        let engine = self
+            .engines
+            .get(self.store.as_ref(), &run.task_id, run.id)
+            .await?;
         if resumed {
             self.store.reset_up_to_date(run.id).await?;
         }
@@ -131,7 +134,7 @@ impl Hub {
         resumed: bool,
     ) -> Result<(), Error> {
         let jobs = engine.sync.plan().await?;
-        let copier = &engine.copier(run.id);
+        let copier = &engine.copier;
         let mut checks = futures::stream::iter(jobs.into_iter().map(|job| async move {
             let checked = copier.check(&job).await;
             (job, checked)

@@ -195,7 +195,11 @@ impl Hub {
                 self.check_run_end(item.run_id).await;
                 return;
             }
-            let engine = match self.engines.get(self.store.as_ref(), &item.task_id).await {
+            let engine = match self
+                .engines
+                .get(self.store.as_ref(), &item.task_id, item.run_id)
+                .await
+            {
                 Ok(e) => e,
                 Err(e) => {
                     self.failed(&item, &e.to_string(), !e.is_retryable()).await;
@@ -274,7 +278,7 @@ impl Hub {
             _ = engine.cancel.cancelled() => Err(dth_oci::Error::Cancelled),
             r = async {
                 let _slot = engine.slots.acquire().await.map_err(|_| dth_oci::Error::Cancelled)?;
-                engine.copier(item.run_id).copy(&job).await
+                engine.copier.copy(&job).await
             } => r,
         };
         match copied {
@@ -451,7 +455,7 @@ impl Hub {
         tracing::error!(item = item.id, key = %item.key, "dead-lettered: {error}");
         let engine = self
             .engines
-            .get(self.store.as_ref(), &item.task_id)
+            .get(self.store.as_ref(), &item.task_id, item.run_id)
             .await
             .ok();
         let engine = match engine.as_deref() {

@@ -25,7 +25,7 @@ use crate::{runs, secrets, tasks};
         tasks::TaskView, tasks::TaskDetail, tasks::TaskSpecDoc, tasks::EventView,
         runs::RunView, runs::RunDetail, runs::Counters, runs::ItemView, runs::ItemsPage,
         runs::RetryRequest, runs::Retried,
-        secrets::SecretBody, secrets::SecretView,
+        secrets::SecretBody, secrets::RegistryLoginBody, secrets::SecretValue, secrets::SecretView,
     )),
     modifiers(&BearerAuth),
     tags(

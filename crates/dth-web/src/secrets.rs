@@ -1,5 +1,6 @@
-//! Secrets: access keys stored encrypted under a name that task specs refer to
-//! (`{"kind": "secret", "name": …}`). Write-only: no endpoint returns a value.
+//! Secrets: access keys (object tasks) and registry logins (image tasks) stored encrypted under a
+//! name that task specs refer to (`{"kind": "secret", "name": …}`). Write-only: no endpoint
+//! returns a value.
 
 use std::fmt;
 
@@ -33,6 +34,36 @@ impl fmt::Debug for SecretBody {
             .field("secret_access_key", &"[REDACTED]")
             .finish()
     }
+}
+
+/// A registry login to store. `Debug` shows only the user.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLoginBody {
+    /// User name (`AWS`, `_json_key`, a robot account…).
+    pub username: String,
+    /// Password or access token.
+    pub password: String,
+}
+
+impl fmt::Debug for RegistryLoginBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryLoginBody")
+            .field("username", &self.username)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// The body of `PUT /api/v1/secrets/{name}`: an access key, or a registry login.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SecretValue {
+    /// For object tasks.
+    AccessKey(SecretBody),
+    /// For image tasks.
+    RegistryLogin(RegistryLoginBody),
 }
 
 /// A stored secret: its name and times, never its value.
@@ -71,10 +102,10 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Stores an access key under a name (replacing one of the same name).
+/// Stores an access key or a registry login under a name (replacing one of the same name).
 #[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets",
     params(("name" = String, Path, description = "Secret name: 1 to 64 of A-Z a-z 0-9 . _ -")),
-    request_body = SecretBody,
+    request_body = SecretValue,
     responses(
         (status = 204, description = "Stored"),
         (status = 400, description = "Bad name or body", body = ErrorBody),
@@ -83,21 +114,41 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 pub async fn put(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<SecretBody>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
     check_name(&name)?;
-    if body.access_key_id.trim().is_empty() {
+    let value = secret_value(body)?;
+    state.hub.store().put_secret(&name, &value).await?;
+    tracing::info!(secret = %name, "secret stored");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks a secret's body, the shape chosen by its fields (`username` makes it a registry
+/// login); the stored bytes are its JSON.
+fn secret_value(body: serde_json::Value) -> Result<Vec<u8>, ApiError> {
+    let bad =
+        |what: &str, e: serde_json::Error| ApiError::bad_request(format!("invalid {what}: {e}"));
+    if body.get("username").is_some() {
+        let login: RegistryLoginBody =
+            serde_json::from_value(body).map_err(|e| bad("registry login", e))?;
+        if login.username.trim().is_empty() {
+            return Err(ApiError::bad_request("username: must not be empty"));
+        }
+        if login.password.is_empty() {
+            return Err(ApiError::bad_request("password: must not be empty"));
+        }
+        return serde_json::to_vec(&login).map_err(ApiError::internal);
+    }
+    let key: SecretBody = serde_json::from_value(body).map_err(|e| bad("access key", e))?;
+    if key.access_key_id.trim().is_empty() {
         return Err(ApiError::bad_request("access_key_id: must not be empty"));
     }
-    if body.secret_access_key.is_empty() {
+    if key.secret_access_key.is_empty() {
         return Err(ApiError::bad_request(
             "secret_access_key: must not be empty",
         ));
     }
-    let value = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    state.hub.store().put_secret(&name, &value).await?;
-    tracing::info!(secret = %name, "secret stored");
-    Ok(StatusCode::NO_CONTENT)
+    serde_json::to_vec(&key).map_err(ApiError::internal)
 }
 
 /// Names and times of the stored secrets.

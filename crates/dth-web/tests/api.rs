@@ -515,6 +515,22 @@ async fn secrets_are_write_only() {
     assert_eq!(stored["secret_access_key"], secret_value);
     assert_eq!(stored["access_key_id"], "AKIAEXAMPLE");
 
+    // A registry login, for image tasks.
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/api/v1/secrets/harbor-robot",
+            Some(json!({"username": "robot$sync", "password": token_value})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let stored = api.store.secret("harbor-robot").await.unwrap().unwrap();
+    let stored: Value = serde_json::from_slice(&stored.0).unwrap();
+    assert_eq!(
+        stored,
+        json!({"username": "robot$sync", "password": token_value})
+    );
+
     // Bad names and bodies.
     for (path, body, needle) in [
         (
@@ -540,6 +556,21 @@ async fn secrets_are_write_only() {
         (
             "/api/v1/secrets/ok",
             json!({"access_key_id": "", "secret_access_key": "b"}),
+            "access_key_id",
+        ),
+        (
+            "/api/v1/secrets/ok",
+            json!({"username": "robot"}),
+            "password",
+        ),
+        (
+            "/api/v1/secrets/ok",
+            json!({"username": "robot", "password": ""}),
+            "password",
+        ),
+        (
+            "/api/v1/secrets/ok",
+            json!({"username": "robot", "password": "p", "access_key_id": "a"}),
             "access_key_id",
         ),
     ] {
@@ -580,7 +611,9 @@ async fn secrets_are_write_only() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     bodies.push(body.to_string());
     let (_, list) = api.call(Method::GET, "/api/v1/secrets", None).await;
-    assert_eq!(list, json!([]));
+    assert_eq!(list[0]["name"], "harbor-robot");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    bodies.push(list.to_string());
 
     for body in &bodies {
         assert!(!body.contains(secret_value), "secret in {body}");

@@ -170,3 +170,95 @@ async fn image_task_copies_each_image_as_an_item() {
     }
     assert!(heads.len() <= 5, "{heads:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrected_secret_is_used_by_the_next_run() {
+    let src = Registry::start().await;
+    let dst = Registry::start_with_basic_auth("mirror", PASSWORD).await;
+    let fixture = tempfile::tempdir().unwrap();
+    let (layout, images) = standard_fixture(fixture.path());
+    push_fixture(&layout, &images[..1], &src).await;
+
+    let key = new_key();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let args = [
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--retry-delay",
+        "1",
+    ];
+    let hub = Proc::spawn(&args, &key).await;
+    let url = hub.url.clone().unwrap();
+    let http = reqwest::Client::new();
+    let put_secret = |password: &'static str| {
+        let req = http
+            .put(format!("{url}/api/v1/secrets/mirror-login"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"username": "mirror", "password": password}));
+        async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+        }
+    };
+    put_secret("a-wrong-password").await;
+    let spec = serde_json::json!({
+        "name": "rotated", "kind": "image", "schedule": "once",
+        "source": {"location": format!("docker://{}/app-a", src.host()), "tls_verify": false},
+        "destination": {
+            "location": format!("docker://{}/app-a", dst.host()), "tls_verify": false,
+            "credentials": {"kind": "secret", "name": "mirror-login"},
+        },
+    });
+    let id = create_task(&url, &spec).await;
+    let store = dth_store::open(
+        &format!("sqlite://{data_dir}/dth.db"),
+        MasterKey::parse(&key).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // Refused credentials are not retried: the run fails on its own, naming the registry.
+    assert_eq!(wait_for_end(&store, &id).await, TaskStatus::Error);
+    let first = latest_run(store.as_ref(), &id).await.unwrap();
+    let c = store.run_counters(first.id).await.unwrap();
+    assert_eq!((c.copied, c.dead), (0, 2), "{c:?}");
+    let items = store.list_items(first.id, None, 0, 10).await.unwrap();
+    for i in &items {
+        let err = i.last_error.as_deref().unwrap_or_default();
+        assert!(err.contains("authentication failed"), "{err}");
+        assert!(!err.contains("a-wrong-password"), "{err}");
+    }
+
+    // The secret is corrected; the next run reads it again and copies.
+    put_secret(PASSWORD).await;
+    let resp = http
+        .post(format!("{url}/api/v1/tasks/{id}/start"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let s = Arc::clone(&store);
+    let id2 = id.clone();
+    wait_until("the second run to end", Duration::from_secs(120), || {
+        let s = Arc::clone(&s);
+        let id = id2.clone();
+        async move {
+            match latest_run(s.as_ref(), &id).await {
+                Some(r) => r.id != first.id && !r.status.is_active(),
+                None => false,
+            }
+        }
+    })
+    .await;
+    let second = latest_run(store.as_ref(), &id).await.unwrap();
+    let c = store.run_counters(second.id).await.unwrap();
+    assert_eq!((c.copied, c.dead), (2, 0), "{c:?}");
+    for tag in &images[0].tags {
+        assert_same_image_as(&src, &format!("app-a:{tag}"), &dst, &format!("app-a:{tag}")).await;
+    }
+}
