@@ -236,6 +236,29 @@ impl Hub {
         Ok(())
     }
 
+    /// Deletes a secret no task refers to; a secret in use is refused (Conflict, naming the
+    /// tasks). Returns whether it existed.
+    pub async fn delete_secret(&self, name: &str) -> Result<bool, Error> {
+        let users: Vec<String> = self
+            .store
+            .list_tasks()
+            .await?
+            .into_iter()
+            .filter(|t| {
+                serde_json::from_value::<TaskSpec>(t.spec.clone())
+                    .is_ok_and(|spec| secret_names(&spec).iter().any(|(_, n)| n == name))
+            })
+            .map(|t| format!("{} ({})", t.id, t.name))
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "secret {name:?} is used by task {}; change or delete the task first",
+                users.join(", ")
+            )));
+        }
+        Ok(self.store.delete_secret(name).await?)
+    }
+
     /// Queues dead items of a run again (all, or these ids).
     pub async fn retry_dead(
         &self,

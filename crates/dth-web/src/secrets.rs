@@ -160,12 +160,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SecretView>>
     Ok(Json(secrets.into_iter().map(SecretView::from).collect()))
 }
 
-/// Deletes a secret.
+/// Deletes a secret no task refers to.
 #[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets",
     params(("name" = String, Path, description = "Secret name")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such secret", body = ErrorBody),
+        (status = 409, description = "A task uses the secret", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn delete(
@@ -173,7 +174,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     check_name(&name)?;
-    if state.hub.store().delete_secret(&name).await? {
+    if state.hub.delete_secret(&name).await? {
         tracing::info!(secret = %name, "secret deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

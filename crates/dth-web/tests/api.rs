@@ -601,6 +601,16 @@ async fn secrets_are_write_only() {
     let (_, text) = Api::send(api.req(Method::GET, "/api/v1/openapi.json")).await;
     bodies.push(text);
 
+    // In use: refused, naming the task; free once the task is gone.
+    let (status, body) = api
+        .call(Method::DELETE, "/api/v1/secrets/minio.prod_1", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error_of(&body).contains(id), "{body}");
+    let (status, body) = api
+        .call(Method::DELETE, &format!("/api/v1/tasks/{id}"), None)
+        .await;
+    assert!(status.is_success(), "{body}");
     let (status, body) = api
         .call(Method::DELETE, "/api/v1/secrets/minio.prod_1", None)
         .await;
