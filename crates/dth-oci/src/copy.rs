@@ -1,19 +1,22 @@
 //! The copier: makes each planned image exist at the destination, verified, with as few
 //! requests as possible.
 //!
-//! Per image: HEAD the source tag and the destination tag; equal digests mean nothing to do (a
-//! warm re-sync costs one HEAD per side and never GETs a manifest). Otherwise the manifest tree
-//! is copied bottom-up: blobs, then child manifests by digest, then the index, and the tag last,
-//! so a reader never sees a tag pointing at missing content.
+//! Per image: HEAD the destination tag; when it exists, HEAD the source tag too, and equal
+//! digests mean nothing to do (a warm re-sync costs one HEAD per side and never GETs a
+//! manifest); when it does not, the source manifest is read by tag without a HEAD first.
+//! Otherwise the manifest tree is copied bottom-up: blobs, then child manifests by digest, then
+//! the index, and the tag last, so a reader never sees a tag pointing at missing content.
 //!
-//! Blobs are deduplicated across the whole run: the first image needing a blob transfers it (or
-//! finds it with a HEAD), later repositories get it by cross-repository mount (`201`), falling
-//! back to an upload in the session the registry opened (`202`). Every blob streamed through us
-//! is hashed and checked before its upload is allowed to complete ([`crate::verify`]); a
-//! mismatch fails that attempt, and the blob is fetched again (bounded, with backoff).
+//! Blobs are deduplicated across the whole run, and each (repository, blob) is dealt with once:
+//! the first image needing a blob places it in its repository (a mount from that repository
+//! itself answers "already here" or opens the upload session in one request; a HEAD where mounts
+//! are not tried), later repositories get it by cross-repository mount (`201`), falling back to
+//! an upload in the session the registry opened (`202`). Every blob streamed through us is hashed
+//! and checked before its upload is allowed to complete ([`crate::verify`]); a mismatch fails
+//! that attempt, and the blob is fetched again (bounded, with backoff).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -162,6 +165,8 @@ impl Summary {
 }
 
 type BlobCell = Arc<OnceCell<String>>;
+/// (repository, digest) → made present once.
+type PresentCells = Mutex<HashMap<(String, Digest), Arc<OnceCell<()>>>>;
 /// (repository, manifest digest) → done once.
 type TreeCells = Mutex<HashMap<(String, Digest), Arc<OnceCell<()>>>>;
 
@@ -176,8 +181,13 @@ pub struct Copier {
     blob_slots: Semaphore,
     /// digest → the destination repository it was first made present in.
     blobs: Mutex<HashMap<Digest, BlobCell>>,
-    /// (repository, digest) known present at the destination.
-    present: Mutex<HashSet<(String, Digest)>>,
+    /// (repository, digest) made present at the destination.
+    present: PresentCells,
+    /// The destination answered a mount from the target repository itself with an error.
+    self_mount_refused: AtomicBool,
+    /// Destination tags found and missing so far (whether to HEAD the source alongside).
+    dst_tags_found: AtomicU64,
+    dst_tags_missing: AtomicU64,
     /// (repository, manifest digest) trees made complete.
     trees: TreeCells,
     /// Repositories made to exist (ECR auto-creation).
@@ -208,7 +218,10 @@ impl Copier {
             cancel: CancellationToken::new(),
             blob_slots: Semaphore::new(blobs),
             blobs: Mutex::new(HashMap::new()),
-            present: Mutex::new(HashSet::new()),
+            present: Mutex::new(HashMap::new()),
+            self_mount_refused: AtomicBool::new(false),
+            dst_tags_found: AtomicU64::new(0),
+            dst_tags_missing: AtomicU64::new(0),
             trees: Mutex::new(HashMap::new()),
             repos: Mutex::new(HashMap::new()),
             errors: Mutex::new(Vec::new()),
@@ -357,41 +370,60 @@ impl Copier {
     /// [`Copier::run`].
     pub async fn copy(&self, job: &ImageJob) -> Result<(ImageAction, Digest)> {
         let what = format!("{}:{}", job.src_repo, job.reference);
-        let head_digest = self.resolve_source(job).await?;
         let dst_ref = job.dst_tag.clone().unwrap_or_else(|| job.reference.clone());
-        // With a platform selection the destination holds a rewritten index, so the source
-        // manifest must be read before comparing.
-        let mut manifest = None;
-        let want = if self.opts.platforms.is_empty() {
-            head_digest.clone()
+        // The destination first: when it lacks the tag, the source manifest is needed anyway and
+        // is read by its reference straight away (no HEAD); when it has one, the source's HEAD
+        // says whether it changed. Once most destination tags of this run have been found (a
+        // re-sync), the source is asked at the same time: one round trip instead of two.
+        let found = self.dst_tags_found.load(Ordering::Relaxed);
+        let (existing, src_head) = if found > self.dst_tags_missing.load(Ordering::Relaxed) {
+            let (dst, src) = tokio::join!(
+                self.dst.head_manifest(&job.dst_repo, &dst_ref),
+                self.resolve_source(job)
+            );
+            (dst?, Some(src))
         } else {
-            let m = self.select(
-                self.src
-                    .manifest(&job.src_repo, head_digest.as_str())
-                    .await?,
-                &what,
-            )?;
-            let d = m.digest.clone();
-            manifest = Some(m);
-            d
+            (self.dst.head_manifest(&job.dst_repo, &dst_ref).await?, None)
         };
-        if let Some(existing) = self.dst.head_manifest(&job.dst_repo, &dst_ref).await?
-            && existing.digest == want
-        {
-            return Ok((ImageAction::Unchanged, want));
+        match existing {
+            Some(_) => &self.dst_tags_found,
+            None => &self.dst_tags_missing,
         }
-        if self.opts.dry_run {
-            return Ok((ImageAction::WouldCopy, want));
-        }
-        self.ensure_repository(&job.dst_repo).await?;
-        let manifest = match manifest {
-            Some(m) => m,
-            None => {
-                self.src
-                    .manifest(&job.src_repo, head_digest.as_str())
-                    .await?
+        .fetch_add(1, Ordering::Relaxed);
+        let manifest = match existing {
+            None if !self.opts.dry_run && src_head.is_none() => self.select(
+                self.src.manifest(&job.src_repo, &job.reference).await?,
+                &what,
+            )?,
+            existing => {
+                let head = match src_head {
+                    Some(head) => head?,
+                    None => self.resolve_source(job).await?,
+                };
+                // With a platform selection the destination holds a rewritten index, so the
+                // source manifest must be read before comparing.
+                let selected = if self.opts.platforms.is_empty() {
+                    None
+                } else {
+                    Some(self.select(
+                        self.src.manifest(&job.src_repo, head.as_str()).await?,
+                        &what,
+                    )?)
+                };
+                let want = selected.as_ref().map_or(&head, |m| &m.digest);
+                if existing.is_some_and(|e| &e.digest == want) {
+                    return Ok((ImageAction::Unchanged, want.clone()));
+                }
+                if self.opts.dry_run {
+                    return Ok((ImageAction::WouldCopy, want.clone()));
+                }
+                match selected {
+                    Some(m) => m,
+                    None => self.src.manifest(&job.src_repo, head.as_str()).await?,
+                }
             }
         };
+        self.ensure_repository(&job.dst_repo).await?;
         self.ensure_tree(&job.src_repo, &job.dst_repo, &manifest, &what)
             .await?;
         // The tag last.
@@ -524,29 +556,27 @@ impl Copier {
         }
     }
 
-    fn is_present(&self, repo: &str, digest: &Digest) -> bool {
-        self.present
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(repo.to_string(), digest.clone()))
-    }
-
-    fn mark_present(&self, repo: &str, digest: &Digest) {
-        self.present
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((repo.to_string(), digest.clone()));
-    }
-
-    /// Makes one blob present in `dst_repo`: the first time in the run by HEAD or transfer, later
-    /// by mount from where it already is.
+    /// Makes one blob present in `dst_repo`, once per (repository, digest) per run: concurrent
+    /// images of one repository wait for the first instead of each asking the registry.
     async fn ensure_blob(&self, src_repo: &str, dst_repo: &str, d: &Descriptor) -> Result<()> {
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        if self.is_present(dst_repo, &d.digest) {
-            return Ok(());
-        }
+        let cell = self
+            .present
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((dst_repo.to_string(), d.digest.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.make_present(src_repo, dst_repo, d))
+            .await?;
+        Ok(())
+    }
+
+    /// The first time in the run a blob is needed it is placed into `dst_repo` (found there or
+    /// transferred); every other repository then gets it by mount from that one.
+    async fn make_present(&self, src_repo: &str, dst_repo: &str, d: &Descriptor) -> Result<()> {
         let cell = self
             .blobs
             .lock()
@@ -556,48 +586,71 @@ impl Copier {
             .clone();
         let home = cell
             .get_or_try_init(|| async {
-                if self.dst.head_blob(dst_repo, &d.digest).await?.is_some() {
-                    self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.transfer_blob(src_repo, dst_repo, d, None).await?;
-                }
+                self.place_blob(src_repo, dst_repo, d).await?;
                 Ok::<String, Error>(dst_repo.to_string())
             })
-            .await?
-            .clone();
-        if home != dst_repo {
-            let mounted = if self.opts.mount && self.dst.profile().mount {
-                match self.dst.mount_blob(dst_repo, &d.digest, &home).await {
-                    Ok(Mount::Mounted) => {
-                        self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
-                        true
-                    }
-                    Ok(Mount::Upload(location)) => {
-                        self.transfer_blob(src_repo, dst_repo, d, Some(location))
-                            .await?;
-                        true
-                    }
-                    // Some registries refuse the mount request itself (405, 404, 400): fall
-                    // back to a HEAD and an upload. Auth failures and cancellation still end here.
-                    Err(e @ (Error::Auth { .. } | Error::Cancelled)) => return Err(e),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "cross-repository mount refused; uploading instead");
-                        false
-                    }
+            .await?;
+        if home == dst_repo {
+            return Ok(());
+        }
+        if self.opts.mount && self.dst.profile().mount {
+            match self.dst.mount_blob(dst_repo, &d.digest, home).await {
+                Ok(Mount::Mounted) => {
+                    self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
                 }
-            } else {
-                false
-            };
-            if !mounted {
-                if self.dst.head_blob(dst_repo, &d.digest).await?.is_some() {
-                    self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.transfer_blob(src_repo, dst_repo, d, None).await?;
+                Ok(Mount::Upload(location)) => {
+                    return self
+                        .transfer_blob(src_repo, dst_repo, d, Some(location))
+                        .await;
+                }
+                // Some registries refuse the mount request itself (405, 404, 400): fall back to
+                // a HEAD and an upload. Auth failures and cancellation still end here.
+                Err(e @ (Error::Auth { .. } | Error::Cancelled)) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cross-repository mount refused; uploading instead");
                 }
             }
         }
-        self.mark_present(dst_repo, &d.digest);
-        Ok(())
+        self.head_or_transfer(src_repo, dst_repo, d).await
+    }
+
+    /// Makes a blob present in `dst_repo` without another repository to mount it from. Where
+    /// mounts work, a mount from `dst_repo` itself asks "is it here?" and opens the upload when
+    /// it is not, in one request instead of a HEAD and a POST; a registry that refuses it is not
+    /// asked again in this run.
+    async fn place_blob(&self, src_repo: &str, dst_repo: &str, d: &Descriptor) -> Result<()> {
+        if self.opts.mount
+            && self.dst.profile().mount
+            && !self.self_mount_refused.load(Ordering::Relaxed)
+        {
+            match self.dst.mount_blob(dst_repo, &d.digest, dst_repo).await {
+                Ok(Mount::Mounted) => {
+                    self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Ok(Mount::Upload(location)) => {
+                    return self
+                        .transfer_blob(src_repo, dst_repo, d, Some(location))
+                        .await;
+                }
+                Err(e @ (Error::Auth { .. } | Error::Cancelled)) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "mount from the repository itself refused; using HEAD and POST");
+                    self.self_mount_refused.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        self.head_or_transfer(src_repo, dst_repo, d).await
+    }
+
+    async fn head_or_transfer(&self, src_repo: &str, dst_repo: &str, d: &Descriptor) -> Result<()> {
+        if self.dst.head_blob(dst_repo, &d.digest).await?.is_some() {
+            self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            self.transfer_blob(src_repo, dst_repo, d, None).await
+        }
     }
 
     /// Streams a blob from the source into the destination, verifying it on the way; retried as

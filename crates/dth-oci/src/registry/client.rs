@@ -792,24 +792,29 @@ impl RegistryClient {
         Ok(BlobStream { size, stream })
     }
 
-    /// `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<from>`.
+    /// `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<from>`. With `from` = `repo` it asks
+    /// whether the blob is already in `repo` and opens an upload if not (not counted as a mount).
     pub async fn mount_blob(&self, repo: &str, digest: &Digest, from: &str) -> Result<Mount> {
         let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         url.query_pairs_mut()
             .append_pair("mount", digest.as_str())
             .append_pair("from", from);
+        let cross = from != repo;
+        let push = [scope(repo, true), scope(from, false)];
         let resp = self
             .send(
                 Kind::Upload,
                 Method::POST,
                 url.clone(),
-                &[scope(repo, true), scope(from, false)],
+                if cross { &push } else { &push[..1] },
                 content_length_zero(),
                 Body::Empty,
             )
             .await?;
         if resp.status() == StatusCode::CREATED {
-            self.inner.stats.mounts.fetch_add(1, Ordering::Relaxed);
+            if cross {
+                self.inner.stats.mounts.fetch_add(1, Ordering::Relaxed);
+            }
             return Ok(Mount::Mounted);
         }
         let resp = self
