@@ -5,7 +5,10 @@
                               layers (4 of them multi-arch indexes); prints one `REF REPO:TAG` a line
   requests LOG OFFSET         count the access-log lines of a docker-registry log after byte OFFSET:
                               prints `total=N manifest_get=N manifest_head=N manifest_put=N blob_get=N
-                              blob_head=N upload=N mount=N ping=N tags=N catalog=N`
+                              blob_head=N upload=N mount=N mount_self=N ping=N tags=N catalog=N`
+                              (upload counts every POST/PATCH/PUT under /blobs/uploads; mount the
+                              cross-repository mounts among them, mount_self the mounts from the
+                              repository itself, a client's "is it here yet?" probe)
   size FILE                   print the size of FILE in bytes
 """
 import gzip
@@ -15,6 +18,7 @@ import os
 import random
 import re
 import sys
+import urllib.parse
 
 MiB = 1 << 20
 
@@ -108,7 +112,7 @@ LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3})')
 
 def cmd_requests(log, offset):
     counts = dict.fromkeys(
-        ["total", "manifest_get", "manifest_head", "manifest_put", "blob_get", "blob_head", "upload", "mount", "ping", "tags", "catalog"], 0
+        ["total", "manifest_get", "manifest_head", "manifest_put", "blob_get", "blob_head", "upload", "mount", "mount_self", "ping", "tags", "catalog"], 0
     )
     with open(log, "rb") as f:
         f.seek(int(offset))
@@ -123,7 +127,10 @@ def cmd_requests(log, offset):
         elif "/blobs/uploads" in path:
             counts["upload"] += 1
             if "mount=" in path:
-                counts["mount"] += 1
+                # A mount from the repository itself asks "is it here?" (and opens an upload if not).
+                name = path[len("/v2/"):path.index("/blobs/uploads")]
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+                counts["mount_self" if q.get("from", [""])[0] == name else "mount"] += 1
         elif "/blobs/" in path:
             counts["blob_head" if method == "HEAD" else "blob_get"] += 1
         elif "/tags/list" in path:

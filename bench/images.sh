@@ -151,7 +151,7 @@ for key in skopeo-cold dth-cold skopeo-warm dth-warm; do
   # shellcheck disable=SC2086
   wall=$(median ${WALL[$key]}); rss=$(maxof ${RSS[$key]}); cpu=$(median ${CPU[$key]})
   s=${REQ_SRC[$key]} d=${REQ_DST[$key]}
-  note="req src/dst $(field "$s" total)/$(field "$d" total); manifest GET $(field "$s" manifest_get)/$(field "$d" manifest_get), HEAD $(field "$s" manifest_head)/$(field "$d" manifest_head), PUT -/$(field "$d" manifest_put); blob GET $(field "$s" blob_get), uploads $(field "$d" upload) (mounts $(field "$d" mount))"
+  note="req src/dst $(field "$s" total)/$(field "$d" total); manifest GET $(field "$s" manifest_get)/$(field "$d" manifest_get), HEAD $(field "$s" manifest_head)/$(field "$d" manifest_head), PUT -/$(field "$d" manifest_put); blob GET $(field "$s" blob_get), uploads $(field "$d" upload) (mounts $(field "$d" mount), self-mount probes $(field "$d" mount_self))"
   row "$sc: 30 images, $unique_mib MiB unique" "$tool" "$wall" "$(rate 30 "$wall")" "img/s" "$rss" "$cpu" "$note"
 done
 print_table
