@@ -144,8 +144,13 @@ pub async fn open(
     let src_loc = Location::parse(&spec.source.location)?;
     let dst_loc = Location::parse(&spec.destination.location)?;
     let refresh = CancellationToken::new();
-    let (source, selection, single_repo) = open_source(spec, src_loc, src_creds, &refresh).await?;
-    let (dst, ecr, path) = open_destination(spec, dst_loc, dst_creds).await?;
+    // Both sides at once: each may sign in and ping its registry.
+    let (source, destination) = tokio::join!(
+        open_source(spec, src_loc, src_creds, &refresh),
+        open_destination(spec, dst_loc, dst_creds)
+    );
+    let (source, selection, single_repo) = source?;
+    let (dst, ecr, path) = destination?;
     let naming = match path {
         None => Naming::Same,
         Some((repo, tag)) if single_repo => Naming::Exact {

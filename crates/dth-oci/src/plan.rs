@@ -3,7 +3,7 @@
 //! image at the destination. It reads listings only; it never fetches a manifest.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
@@ -183,6 +183,26 @@ pub async fn plan(
             ));
         }
     }
+    // Tag lists of whole repositories, all at once (the client's window bounds the requests in
+    // flight); boxed so the future stays `Send` for callers that spawn it.
+    let whole: BTreeSet<&String> = entries
+        .iter()
+        .filter(|(_, t)| matches!(t, TagSelector::All))
+        .map(|(r, _)| r)
+        .collect();
+    type Listing<'a> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(String, Vec<String>)>> + Send + 'a>,
+    >;
+    let listings: Vec<Listing<'_>> = whole
+        .into_iter()
+        .map(|repo| -> Listing<'_> {
+            Box::pin(async move { Ok((repo.clone(), source.tags(repo).await?)) })
+        })
+        .collect();
+    let listed: HashMap<String, Vec<String>> = futures::future::try_join_all(listings)
+        .await?
+        .into_iter()
+        .collect();
     let mut jobs = BTreeSet::new();
     for (repo, tags) in entries {
         let dst_repo = match naming {
@@ -207,7 +227,7 @@ pub async fn plan(
             }
             TagSelector::One(Reference::Digest(d)) => vec![(d.to_string(), None)],
             TagSelector::All => {
-                let listed = source.tags(&repo).await?;
+                let listed = listed.get(&repo).cloned().unwrap_or_default();
                 filter
                     .apply(listed)
                     .into_iter()
