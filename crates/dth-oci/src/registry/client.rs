@@ -1,6 +1,6 @@
 //! The registry client: one per registry, cheap to clone, safe to share between tasks.
 //!
-//! Every request goes through [`RegistryClient::send`]: a slot in the (registry, action) rate
+//! Every request goes through `RegistryClient::send`: a slot in the (registry, action) rate
 //! window, the `Authorization` header for its scopes, a timeout, and bounded retries with jitter
 //! for transient answers (idempotent requests only; an upload body that was streamed cannot be
 //! sent again, so the copier retries the whole blob). `Authorization` is never forwarded across a
