@@ -593,26 +593,45 @@ impl Copier {
         if home == dst_repo {
             return Ok(());
         }
-        if self.opts.mount && self.dst.profile().mount {
-            match self.dst.mount_blob(dst_repo, &d.digest, home).await {
-                Ok(Mount::Mounted) => {
-                    self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Ok(Mount::Upload(location)) => {
-                    return self
-                        .transfer_blob(src_repo, dst_repo, d, Some(location))
-                        .await;
-                }
-                // Some registries refuse the mount request itself (405, 404, 400): fall back to
-                // a HEAD and an upload. Auth failures and cancellation still end here.
-                Err(e @ (Error::Auth { .. } | Error::Cancelled)) => return Err(e),
-                Err(e) => {
-                    tracing::debug!(error = %e, "cross-repository mount refused; uploading instead");
-                }
-            }
+        if self.opts.mount
+            && self.dst.profile().mount
+            && self
+                .try_mount(src_repo, dst_repo, d, home, &self.stats.blobs_mounted)
+                .await?
+        {
+            return Ok(());
         }
         self.head_or_transfer(src_repo, dst_repo, d).await
+    }
+
+    /// Mounts a blob into `dst_repo` from repository `from`: true when it is then present
+    /// (mounted, counted in `counter`, or uploaded into the session the registry opened instead),
+    /// false when the registry refused the request itself (405, 404, 400…). Auth failures and
+    /// cancellation are errors.
+    async fn try_mount(
+        &self,
+        src_repo: &str,
+        dst_repo: &str,
+        d: &Descriptor,
+        from: &str,
+        counter: &AtomicU64,
+    ) -> Result<bool> {
+        match self.dst.mount_blob(dst_repo, &d.digest, from).await {
+            Ok(Mount::Mounted) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Ok(Mount::Upload(location)) => {
+                self.transfer_blob(src_repo, dst_repo, d, Some(location))
+                    .await?;
+                Ok(true)
+            }
+            Err(e @ (Error::Auth { .. } | Error::Cancelled)) => Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, from, "mount refused; using HEAD and an upload");
+                Ok(false)
+            }
+        }
     }
 
     /// Makes a blob present in `dst_repo` without another repository to mount it from. Where
@@ -624,22 +643,13 @@ impl Copier {
             && self.dst.profile().mount
             && !self.self_mount_refused.load(Ordering::Relaxed)
         {
-            match self.dst.mount_blob(dst_repo, &d.digest, dst_repo).await {
-                Ok(Mount::Mounted) => {
-                    self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Ok(Mount::Upload(location)) => {
-                    return self
-                        .transfer_blob(src_repo, dst_repo, d, Some(location))
-                        .await;
-                }
-                Err(e @ (Error::Auth { .. } | Error::Cancelled)) => return Err(e),
-                Err(e) => {
-                    tracing::debug!(error = %e, "mount from the repository itself refused; using HEAD and POST");
-                    self.self_mount_refused.store(true, Ordering::Relaxed);
-                }
+            if self
+                .try_mount(src_repo, dst_repo, d, dst_repo, &self.stats.blobs_present)
+                .await?
+            {
+                return Ok(());
             }
+            self.self_mount_refused.store(true, Ordering::Relaxed);
         }
         self.head_or_transfer(src_repo, dst_repo, d).await
     }

@@ -201,6 +201,26 @@ where
     }
 }
 
+/// Waits until a task is DONE or in ERROR; returns which.
+pub(crate) async fn wait_for_task_end(
+    store: &Arc<dyn Store>,
+    id: &str,
+    limit: Duration,
+) -> TaskStatus {
+    wait_until("the task to end", limit, || {
+        let s = Arc::clone(store);
+        let id = id.to_string();
+        async move {
+            matches!(
+                task_status(s.as_ref(), &id).await,
+                TaskStatus::Done | TaskStatus::Error
+            )
+        }
+    })
+    .await;
+    task_status(store.as_ref(), id).await
+}
+
 pub(crate) async fn task_status(store: &dyn Store, id: &str) -> TaskStatus {
     store.get_task(id).await.unwrap().unwrap().status
 }
@@ -327,17 +347,7 @@ async fn workers_on_postgres_survive_sigkill() {
     .await;
     w2.kill();
     let _w5 = worker("w5").await;
-    wait_until("the task to end", Duration::from_secs(600), || {
-        let s = Arc::clone(&s);
-        let id = id.clone();
-        async move {
-            matches!(
-                task_status(s.as_ref(), &id).await,
-                TaskStatus::Done | TaskStatus::Error
-            )
-        }
-    })
-    .await;
+    wait_for_task_end(&store, &id, Duration::from_secs(600)).await;
     let t = store.get_task(&id).await.unwrap().unwrap();
     assert_eq!(t.status, TaskStatus::Done, "{t:?}");
     assert_run(store.as_ref(), run, want.len() as u64).await;
@@ -405,17 +415,7 @@ async fn restarted_hub_resumes_its_run() {
         "finished before the restart: {before:?}"
     );
     let _hub = Proc::spawn(&args, &key).await;
-    wait_until("the task to end", Duration::from_secs(300), || {
-        let s = Arc::clone(&s);
-        let id = id.clone();
-        async move {
-            matches!(
-                task_status(s.as_ref(), &id).await,
-                TaskStatus::Done | TaskStatus::Error
-            )
-        }
-    })
-    .await;
+    wait_for_task_end(&store, &id, Duration::from_secs(300)).await;
     assert_eq!(task_status(store.as_ref(), &id).await, TaskStatus::Done);
     let runs = store.list_runs(&id, 10).await.unwrap();
     assert_eq!(

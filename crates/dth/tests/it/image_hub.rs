@@ -8,27 +8,49 @@ use std::time::Duration;
 use dth_model::{ItemKind, ItemState, TaskStatus};
 use dth_store::{MasterKey, Store};
 use dth_testkit::Registry;
+use tempfile::TempDir;
 
-use crate::hub::{Proc, TOKEN, create_task, latest_run, new_key, task_status, wait_until};
+use crate::hub::{Proc, TOKEN, create_task, latest_run, new_key, wait_for_task_end, wait_until};
 use crate::image_common::{assert_same_image_as, push_fixture, standard_fixture};
 
 const PASSWORD: &str = "hub-s3cret-pw";
 
-async fn wait_for_end(store: &Arc<dyn Store>, id: &str) -> TaskStatus {
-    let s = Arc::clone(store);
-    let id2 = id.to_string();
-    wait_until("the task to end", Duration::from_secs(180), || {
-        let s = Arc::clone(&s);
-        let id = id2.clone();
-        async move {
-            matches!(
-                task_status(s.as_ref(), &id).await,
-                TaskStatus::Done | TaskStatus::Error
-            )
+/// `dth serve` on SQLite in a temporary data directory, retrying after 1 s, and its store.
+struct SqliteHub {
+    url: String,
+    store: Arc<dyn Store>,
+    _proc: Proc,
+    _data: TempDir,
+}
+
+impl SqliteHub {
+    async fn start() -> SqliteHub {
+        let key = new_key();
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().to_str().unwrap();
+        let args = [
+            "serve",
+            "--data-dir",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--retry-delay",
+            "1",
+        ];
+        let proc = Proc::spawn(&args, &key).await;
+        let store = dth_store::open(
+            &format!("sqlite://{dir}/dth.db"),
+            MasterKey::parse(&key).unwrap(),
+        )
+        .await
+        .unwrap();
+        SqliteHub {
+            url: proc.url.clone().unwrap(),
+            store,
+            _proc: proc,
+            _data: data,
         }
-    })
-    .await;
-    task_status(store.as_ref(), id).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -39,20 +61,8 @@ async fn image_task_copies_each_image_as_an_item() {
     let (layout, images) = standard_fixture(fixture.path());
     push_fixture(&layout, &images, &src).await;
 
-    let key = new_key();
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = data.path().to_str().unwrap();
-    let args = [
-        "serve",
-        "--data-dir",
-        data_dir,
-        "--listen",
-        "127.0.0.1:0",
-        "--retry-delay",
-        "1",
-    ];
-    let hub = Proc::spawn(&args, &key).await;
-    let url = hub.url.clone().unwrap();
+    let hub = SqliteHub::start().await;
+    let (url, store) = (hub.url.clone(), Arc::clone(&hub.store));
     let spec = serde_json::json!({
         "name": "mirror images", "kind": "image", "schedule": "once",
         "source": {"location": format!("docker://{}", src.host()), "tls_verify": false},
@@ -63,15 +73,12 @@ async fn image_task_copies_each_image_as_an_item() {
         "images": ["app-a:ALL_TAGS", "app-b:2.0", "team/app-c:3.1", "missing/app:1.0"],
     });
     let id = create_task(&url, &spec).await;
-    let store = dth_store::open(
-        &format!("sqlite://{data_dir}/dth.db"),
-        MasterKey::parse(&key).unwrap(),
-    )
-    .await
-    .unwrap();
 
     // The missing image dead-letters on its own (a 404 is not retried); the task ends in ERROR.
-    assert_eq!(wait_for_end(&store, &id).await, TaskStatus::Error);
+    assert_eq!(
+        wait_for_task_end(&store, &id, Duration::from_secs(180)).await,
+        TaskStatus::Error
+    );
     let task = store.get_task(&id).await.unwrap().unwrap();
     assert!(
         !task.spec.to_string().contains(PASSWORD),
@@ -179,20 +186,8 @@ async fn a_corrected_secret_is_used_by_the_next_run() {
     let (layout, images) = standard_fixture(fixture.path());
     push_fixture(&layout, &images[..1], &src).await;
 
-    let key = new_key();
-    let data = tempfile::tempdir().unwrap();
-    let data_dir = data.path().to_str().unwrap();
-    let args = [
-        "serve",
-        "--data-dir",
-        data_dir,
-        "--listen",
-        "127.0.0.1:0",
-        "--retry-delay",
-        "1",
-    ];
-    let hub = Proc::spawn(&args, &key).await;
-    let url = hub.url.clone().unwrap();
+    let hub = SqliteHub::start().await;
+    let (url, store) = (hub.url.clone(), Arc::clone(&hub.store));
     let http = reqwest::Client::new();
     let put_secret = |password: &'static str| {
         let req = http
@@ -214,15 +209,12 @@ async fn a_corrected_secret_is_used_by_the_next_run() {
         },
     });
     let id = create_task(&url, &spec).await;
-    let store = dth_store::open(
-        &format!("sqlite://{data_dir}/dth.db"),
-        MasterKey::parse(&key).unwrap(),
-    )
-    .await
-    .unwrap();
 
     // Refused credentials are not retried: the run fails on its own, naming the registry.
-    assert_eq!(wait_for_end(&store, &id).await, TaskStatus::Error);
+    assert_eq!(
+        wait_for_task_end(&store, &id, Duration::from_secs(180)).await,
+        TaskStatus::Error
+    );
     let first = latest_run(store.as_ref(), &id).await.unwrap();
     let c = store.run_counters(first.id).await.unwrap();
     assert_eq!((c.copied, c.dead), (0, 2), "{c:?}");
