@@ -271,6 +271,22 @@ fn config(
     Ok(c)
 }
 
+/// An ECR side: the ECR API, its first token, the registry host, and the client configuration
+/// signed in with the token under the ECR profile.
+async fn ecr_config(
+    side: &ImageEndpoint,
+    account: &str,
+    region: &str,
+    retries: u32,
+) -> Result<(Ecr, EcrToken, String, ClientConfig)> {
+    let ecr = Ecr::connect(account, region, side.ecr_endpoint.as_deref()).await;
+    let host = ecr_host(account, region);
+    let token = ecr.authorization().await?;
+    let mut c = config(side, &host, Some(token.credentials.clone()), retries)?;
+    c.profile = Some(Profile::of(RegistryKind::Ecr));
+    Ok((ecr, token, host, c))
+}
+
 /// The source, its selection, and whether that selection is one repository (so a destination
 /// path names it exactly rather than prefixing it).
 async fn open_source(
@@ -326,11 +342,7 @@ async fn open_source(
             region,
             image,
         } => {
-            let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
-            let host = ecr_host(&account, &region);
-            let token = ecr.authorization().await?;
-            let mut c = config(side, &host, Some(token.credentials.clone()), spec.retries)?;
-            c.profile = Some(Profile::of(RegistryKind::Ecr));
+            let (ecr, token, host, c) = ecr_config(side, &account, &region, spec.retries).await?;
             let client = RegistryClient::connect(c).await?;
             ecr.spawn_refresh(client.clone(), &token, refresh.clone());
             let (sel, single) = selection(image, listed(&host)?);
@@ -409,11 +421,7 @@ async fn open_destination(
             region,
             image,
         } => {
-            let ecr = Ecr::connect(&account, &region, side.ecr_endpoint.as_deref()).await;
-            let host = ecr_host(&account, &region);
-            let token = ecr.authorization().await?;
-            let mut c = config(side, &host, Some(token.credentials.clone()), spec.retries)?;
-            c.profile = Some(Profile::of(RegistryKind::Ecr));
+            let (ecr, token, _, mut c) = ecr_config(side, &account, &region, spec.retries).await?;
             c.upload = upload;
             Ok((RegistryClient::connect(c).await?, Some((ecr, token)), image))
         }

@@ -432,3 +432,43 @@ pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
         .recv()
         .map_err(|_| io::Error::other("peer spawner thread is gone"))?
 }
+
+/// Serves HTTP/1.1 on `listener` until the task running this is aborted: every request goes to
+/// `handle(state, request)`, every connection in its own task (Nagle off). The one accept loop of
+/// the testkit's proxies and token server.
+pub(crate) async fn serve_http1<S, H, Fut, B>(
+    listener: tokio::net::TcpListener,
+    state: std::sync::Arc<S>,
+    handle: H,
+) where
+    S: Send + Sync + 'static,
+    H: Fn(std::sync::Arc<S>, http::Request<hyper::body::Incoming>) -> Fut
+        + Copy
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = std::sync::Arc::clone(&state);
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(std::sync::Arc::clone(&state), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}

@@ -16,14 +16,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -165,7 +164,7 @@ impl FaultProxy {
             .await
             .expect("FaultProxy: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("FaultProxy: local address");
-        let task = tokio::spawn(serve(listener, shared.clone()));
+        let task = tokio::spawn(crate::peer::serve_http1(listener, shared.clone(), handle));
         FaultProxy { addr, shared, task }
     }
 
@@ -215,26 +214,6 @@ impl std::fmt::Debug for FaultProxy {
 }
 
 /// Accepts connections until aborted; aborting drops the JoinSet, which aborts every connection.
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |req| handle(shared.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-}
-
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,

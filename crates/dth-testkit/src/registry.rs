@@ -18,14 +18,13 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// The registry binary (Debian package `docker-registry`).
 pub const REGISTRY_BIN: &str = "docker-registry";
@@ -648,24 +647,11 @@ impl RegistryProxy {
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let s = s.clone();
-                        conns.spawn(async move {
-                            let svc = service_fn(move |req| proxy_handle(s.clone(), req));
-                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                        });
-                    }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
+        let task = tokio::spawn(crate::peer::serve_http1(
+            listener,
+            shared.clone(),
+            proxy_handle,
+        ));
         RegistryProxy { addr, shared, task }
     }
 
@@ -903,23 +889,11 @@ impl TokenServer {
             .await
             .expect("bind token server");
         let addr = listener.local_addr().expect("token server address");
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let s = s.clone();
-                        conns.spawn(async move {
-                            let svc = service_fn(move |req| token_handle(s.clone(), req));
-                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-                        });
-                    }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
+        let task = tokio::spawn(crate::peer::serve_http1(
+            listener,
+            shared.clone(),
+            token_handle,
+        ));
         TokenServer { addr, shared, task }
     }
 }
