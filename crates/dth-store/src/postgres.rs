@@ -228,7 +228,23 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-crate::common::impl_store!(PgStore, sqlx::Postgres);
+crate::tasks::impl_task_store!(PgStore, sqlx::Postgres);
+crate::runs::impl_run_store!(PgStore, sqlx::Postgres);
+crate::queue::impl_queue_store!(PgStore, sqlx::Postgres);
+crate::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
+crate::accounts::impl_account_store!(PgStore, sqlx::Postgres);
+crate::events::impl_event_store!(PgStore, sqlx::Postgres);
+
+#[async_trait::async_trait]
+impl crate::Store for PgStore {
+    fn backend(&self) -> &'static str {
+        Self::BACKEND
+    }
+
+    async fn try_lead(&self, holder: &str) -> Result<Option<Box<dyn Leadership>>> {
+        self.try_lead_impl(holder).await
+    }
+}
 
 #[cfg(test)]
 mod tests {

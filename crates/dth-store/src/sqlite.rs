@@ -221,4 +221,20 @@ impl Leadership for LeaseGuard {
     }
 }
 
-crate::common::impl_store!(SqliteStore, sqlx::Sqlite);
+crate::tasks::impl_task_store!(SqliteStore, sqlx::Sqlite);
+crate::runs::impl_run_store!(SqliteStore, sqlx::Sqlite);
+crate::queue::impl_queue_store!(SqliteStore, sqlx::Sqlite);
+crate::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
+crate::accounts::impl_account_store!(SqliteStore, sqlx::Sqlite);
+crate::events::impl_event_store!(SqliteStore, sqlx::Sqlite);
+
+#[async_trait::async_trait]
+impl crate::Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        Self::BACKEND
+    }
+
+    async fn try_lead(&self, holder: &str) -> Result<Option<Box<dyn Leadership>>> {
+        self.try_lead_impl(holder).await
+    }
+}

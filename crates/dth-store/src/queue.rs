@@ -1,13 +1,198 @@
-//! The [`Store`](crate::Store) methods whose SQL both backends share, written once as a macro and
-//! expanded for each backend's pool type.
+//! The queue protocol over items: insert, claim with a lease, heartbeat, ack, retry later or dead-letter, release, giant objects split into parts, and reads of a run's items.
 //!
-//! Statements use `$N` placeholders, which sqlx's SQLite driver binds by number like PostgreSQL does.
-//! A backend provides: `pool`, `key` fields; `BACKEND` and `FOR_UPDATE` (row lock suffix, empty on
-//! SQLite, whose write transactions are `BEGIN IMMEDIATE` and so already exclusive); `write_tx()`;
-//! `claim_impl()` (the claim statement differs); `try_lead_impl()`.
+//! The trait, and its SQL written once as a macro expanded for each backend's pool type
+//! (`sqlite.rs`, `postgres.rs`); `$N` placeholders bind by number on both.
 
-/// Implements [`Store`](crate::Store) for `$store` whose pool is a `sqlx::Pool<$db>`.
-macro_rules! impl_store {
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::time::Duration;
+
+use dth_model::{ItemKind, ItemState};
+use serde::{Deserialize, Serialize};
+
+use crate::{Millis, Result};
+
+/// A queue item as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Id.
+    pub id: i64,
+    /// Its run.
+    pub run_id: i64,
+    /// Its task.
+    pub task_id: String,
+    /// Object, part or delete.
+    pub kind: ItemKind,
+    /// Object key, relative to the task's prefixes.
+    pub key: String,
+    /// Object size (a part: the part's length).
+    pub size: u64,
+    /// Source ETag seen by the finder.
+    pub etag: Option<String>,
+    /// For a part: the giant object's item.
+    pub parent_id: Option<i64>,
+    /// For a part: its number (1-based).
+    pub part_number: Option<u32>,
+    /// Where it is.
+    pub state: ItemState,
+    /// Claims so far.
+    pub attempts: u32,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// When the lease ends.
+    pub lease_expires_at: Option<Millis>,
+    /// Not claimable before.
+    pub not_before: Millis,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Bytes written (done items: the size).
+    pub bytes_done: u64,
+    /// Destination ETag after the copy (a part: its ETag).
+    pub dst_etag: Option<String>,
+    /// How the copy was verified (`dth_model::Verification` name), or why it was skipped.
+    pub verification: Option<String>,
+    /// Engine data: source metadata for an object, the upload id of a giant object, a part's range and
+    /// MD5. Opaque here.
+    pub payload: serde_json::Value,
+    /// Creation.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// An item to queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewItem {
+    /// Object, part or delete.
+    pub kind: ItemKind,
+    /// Object key.
+    pub key: String,
+    /// Size.
+    pub size: u64,
+    /// Source ETag.
+    pub etag: Option<String>,
+    /// For a part: its number.
+    pub part_number: Option<u32>,
+    /// Engine data.
+    pub payload: serde_json::Value,
+}
+
+/// A worker's result for an item it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    /// The item.
+    pub id: i64,
+    /// [`ItemState::Done`] or [`ItemState::Skipped`].
+    pub state: ItemState,
+    /// Destination ETag.
+    pub dst_etag: Option<String>,
+    /// Verification name, or the skip reason (`archived`, `vanished`).
+    pub verification: Option<String>,
+    /// Replaces the payload when given (a part records its MD5 here).
+    pub payload: Option<serde_json::Value>,
+}
+
+/// What an ack did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// The item.
+    pub id: i64,
+    /// False when the caller no longer held the lease (nothing was changed).
+    pub accepted: bool,
+    /// For the last part of a giant object: the parent item, now queued again so the caller can
+    /// [`QueueStore::claim_item`] it and complete the upload.
+    pub parent_ready: Option<i64>,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// The item.
+    pub id: i64,
+    /// What went wrong (shown to users).
+    pub error: String,
+    /// When it may be claimed again.
+    pub delay: Duration,
+    /// Never retry: dead-letter now (403, 404 on the destination bucket…).
+    pub permanent: bool,
+}
+
+/// What a retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retried {
+    /// The item.
+    pub id: i64,
+    /// False when the caller no longer held the lease.
+    pub accepted: bool,
+    /// The item is now dead-lettered (attempts used up, or permanent).
+    pub dead: bool,
+}
+
+/// The queue: one item per object, part, delete or image of a run.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Queues items in one transaction; an item whose (run, kind, key, part number) exists is left
+    /// alone. Returns how many were added.
+    async fn insert_items(&self, run_id: i64, items: &[NewItem]) -> Result<u64>;
+    /// Which of these keys already have an item (object or delete; parts are not looked at) in the run.
+    async fn existing_keys(&self, run_id: i64, keys: &[String]) -> Result<HashSet<String>>;
+    /// Claims up to `max` claimable items (queued with `not_before` ≤ now, or leased with an expired
+    /// lease) of active runs, oldest first, parts before objects. Each gets `attempts + 1`, the lease,
+    /// and `lease_owner = worker`. Items of runs that are not FINDING or TRANSFERRING are never
+    /// claimed. A claim never dead-letters: only [`QueueStore::retry_later`] does.
+    async fn claim(&self, worker: &str, max: usize, lease: Duration) -> Result<Vec<Item>>;
+    /// Claims one given item if it is claimable.
+    async fn claim_item(&self, worker: &str, id: i64, lease: Duration) -> Result<Option<Item>>;
+    /// Extends the leases of these items held by `worker`; returns the ids still held.
+    async fn heartbeat(&self, worker: &str, ids: &[i64], lease: Duration) -> Result<Vec<i64>>;
+    /// Ends items held by `worker` as done or skipped (`bytes_done` = size for done), in one transaction.
+    /// Any other state is refused with [`Error::Conflict`]. The results are in the order of `acks`.
+    async fn ack(&self, worker: &str, acks: &[Ack]) -> Result<Vec<Acked>>;
+    /// Failed attempts: dead when permanent or attempts ≥ the run's max, queued again after `delay`
+    /// otherwise. In one transaction.
+    async fn retry_later(&self, worker: &str, retries: &[Retry]) -> Result<Vec<Retried>>;
+    /// Gives items back unfinished (shutdown): queued at once, the attempt not counted.
+    async fn release(&self, worker: &str, ids: &[i64]) -> Result<u64>;
+    /// Records engine data on an item the worker holds (the upload id before the first part is sent);
+    /// false when the lease is lost.
+    async fn set_payload(&self, worker: &str, id: i64, payload: &serde_json::Value)
+    -> Result<bool>;
+    /// Adds to an item's `bytes_done` (progress of a running copy).
+    async fn add_progress(&self, id: i64, bytes: u64) -> Result<()>;
+    /// Splits a held giant object into part items (`kind` part, `parent_id` = `id`): the parent becomes
+    /// WAITING with `payload`, its lease released. False when the lease is lost (nothing changed).
+    async fn split_item(
+        &self,
+        worker: &str,
+        id: i64,
+        payload: &serde_json::Value,
+        parts: &[NewItem],
+    ) -> Result<bool>;
+    /// The parts of a giant object, by part number.
+    async fn parts(&self, parent_id: i64) -> Result<Vec<Item>>;
+    /// Removes a giant object's parts (after its upload was aborted) and clears its payload.
+    async fn delete_parts(&self, parent_id: i64) -> Result<()>;
+    /// Dead-letters a giant object (waiting, or queued / leased after its last part) and cancels its
+    /// unfinished parts (queued or leased: their workers' acks are then refused). For when a part died.
+    async fn kill_parent(&self, parent_id: i64, error: &str) -> Result<()>;
+    /// Items of a run, optionally in one state, by id after `after_id`, at most `limit`.
+    async fn list_items(
+        &self,
+        run_id: i64,
+        state: Option<ItemState>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Item>>;
+    /// One item.
+    async fn get_item(&self, id: i64) -> Result<Option<Item>>;
+    /// Dead items of a run (all, or these ids) queued again with attempts reset; a FAILED or DONE run
+    /// goes back to TRANSFERRING. Parts are never retried on their own: retry their object, whose
+    /// worker starts it over. Returns how many.
+    async fn retry_dead(&self, run_id: i64, ids: Option<&[i64]>) -> Result<u64>;
+}
+
+/// Implements [`QueueStore`] for `$store` whose pool is a `sqlx::Pool<$db>`.
+macro_rules! impl_queue_store {
     ($store:ty, $db:ty) => {
         impl $store {
             /// Inserts items (parts of `parent` when given), skipping those that exist.
@@ -51,459 +236,7 @@ macro_rules! impl_store {
         }
 
         #[async_trait::async_trait]
-        impl $crate::Store for $store {
-            fn backend(&self) -> &'static str {
-                Self::BACKEND
-            }
-
-            // ---- tasks ----
-
-            async fn create_task(&self, task: $crate::NewTask) -> $crate::Result<$crate::Task> {
-                let now = $crate::now_ms();
-                let id = uuid::Uuid::new_v4().to_string();
-                let sql = format!(
-                    "INSERT INTO tasks ({}) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7) \
-                     RETURNING {}",
-                    $crate::rows::TASK_COLS,
-                    $crate::rows::TASK_COLS
-                );
-                let row: $crate::rows::TaskRow = sqlx::query_as(&sql)
-                    .bind(&id)
-                    .bind(&task.name)
-                    .bind(&task.kind)
-                    .bind($crate::rows::to_json(&task.spec))
-                    .bind(dth_model::TaskStatus::Starting.name())
-                    .bind(task.next_run_at)
-                    .bind(now)
-                    .fetch_one(&self.writer)
-                    .await
-                    .map_err($crate::rows::db(format!("create task {}", task.name)))?;
-                row.try_into()
-            }
-
-            async fn get_task(&self, id: &str) -> $crate::Result<Option<$crate::Task>> {
-                let sql = format!("SELECT {} FROM tasks WHERE id = $1", $crate::rows::TASK_COLS);
-                let row: Option<$crate::rows::TaskRow> = sqlx::query_as(&sql)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::rows::db(format!("read task {id}")))?;
-                row.map(TryInto::try_into).transpose()
-            }
-
-            async fn list_tasks(&self) -> $crate::Result<Vec<$crate::Task>> {
-                let sql = format!(
-                    "SELECT {} FROM tasks ORDER BY created_at DESC, id DESC",
-                    $crate::rows::TASK_COLS
-                );
-                let rows: Vec<$crate::rows::TaskRow> = sqlx::query_as(&sql)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::rows::db("list tasks"))?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn set_task_status(
-                &self,
-                id: &str,
-                status: dth_model::TaskStatus,
-                error: Option<(String, String)>,
-            ) -> $crate::Result<()> {
-                let (code, message) = match error {
-                    Some((c, m)) if status == dth_model::TaskStatus::Error => (Some(c), Some(m)),
-                    _ => (None, None),
-                };
-                let done = sqlx::query(
-                    "UPDATE tasks SET status = $2, error_code = $3, error = $4, updated_at = $5 \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(status.name())
-                .bind(code)
-                .bind(message)
-                .bind($crate::now_ms())
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("set status of task {id}")))?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::Error::NotFound { what: "task", id: id.to_string() });
-                }
-                Ok(())
-            }
-
-            async fn advance_schedule(
-                &self,
-                id: &str,
-                expected: $crate::Millis,
-                next: Option<$crate::Millis>,
-            ) -> $crate::Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE tasks SET next_run_at = $3, updated_at = $4 \
-                     WHERE id = $1 AND next_run_at = $2",
-                )
-                .bind(id)
-                .bind(expected)
-                .bind(next)
-                .bind($crate::now_ms())
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("advance schedule of task {id}")))?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn set_next_run(
-                &self,
-                id: &str,
-                next: Option<$crate::Millis>,
-            ) -> $crate::Result<()> {
-                let done = sqlx::query(
-                    "UPDATE tasks SET next_run_at = $2, updated_at = $3 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(next)
-                .bind($crate::now_ms())
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("set next run of task {id}")))?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::Error::NotFound { what: "task", id: id.to_string() });
-                }
-                Ok(())
-            }
-
-            async fn due_tasks(&self, now: $crate::Millis) -> $crate::Result<Vec<$crate::Task>> {
-                let sql = format!(
-                    "SELECT {} FROM tasks WHERE next_run_at IS NOT NULL AND next_run_at <= $1 \
-                     AND status IN ('STARTING', 'IN_PROGRESS') ORDER BY next_run_at, id",
-                    $crate::rows::TASK_COLS
-                );
-                let rows: Vec<$crate::rows::TaskRow> = sqlx::query_as(&sql)
-                    .bind(now)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::rows::db("list due tasks"))?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn delete_task(&self, id: &str) -> $crate::Result<bool> {
-                let what = || $crate::rows::db(format!("delete task {id}"));
-                let mut tx = self.write_tx().await?;
-                sqlx::query("DELETE FROM events WHERE task_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(what())?;
-                // Runs and their items go by ON DELETE CASCADE.
-                let done = sqlx::query("DELETE FROM tasks WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(what())?;
-                tx.commit().await.map_err(what())?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            // ---- runs ----
-
-            async fn create_run(
-                &self,
-                task_id: &str,
-                trigger: dth_model::Trigger,
-                max_attempts: u32,
-            ) -> $crate::Result<$crate::Run> {
-                let what = || $crate::rows::db(format!("start a run of task {task_id}"));
-                let mut tx = self.write_tx().await?;
-                let task: Option<(String,)> = sqlx::query_as(&format!(
-                    "SELECT id FROM tasks WHERE id = $1{}",
-                    Self::FOR_UPDATE
-                ))
-                .bind(task_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(what())?;
-                if task.is_none() {
-                    return Err($crate::Error::NotFound { what: "task", id: task_id.to_string() });
-                }
-                let finding: Option<(i64,)> = sqlx::query_as(
-                    "SELECT id FROM runs WHERE task_id = $1 AND status = 'FINDING'",
-                )
-                .bind(task_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(what())?;
-                if let Some((run,)) = finding {
-                    return Err($crate::Error::Conflict(format!(
-                        "task {task_id}: run {run} is still finding objects; a new run starts \
-                         once it has finished"
-                    )));
-                }
-                let sql = format!(
-                    "INSERT INTO runs (task_id, trigger_kind, status, max_attempts, started_at) \
-                     VALUES ($1, $2, 'FINDING', $3, $4) RETURNING {}",
-                    $crate::rows::RUN_COLS
-                );
-                let row: std::result::Result<$crate::rows::RunRow, sqlx::Error> =
-                    sqlx::query_as(&sql)
-                        .bind(task_id)
-                        .bind(trigger.name())
-                        .bind(i64::from(max_attempts.max(1)))
-                        .bind($crate::now_ms())
-                        .fetch_one(&mut *tx)
-                        .await;
-                let row = match row {
-                    Ok(row) => row,
-                    Err(e)
-                        if e.as_database_error().is_some_and(|d| d.is_unique_violation()) =>
-                    {
-                        return Err($crate::Error::Conflict(format!(
-                            "task {task_id}: another run is still finding objects"
-                        )));
-                    }
-                    Err(e) => return Err(what()(e)),
-                };
-                tx.commit().await.map_err(what())?;
-                row.try_into()
-            }
-
-            async fn get_run(&self, id: i64) -> $crate::Result<Option<$crate::Run>> {
-                let sql = format!("SELECT {} FROM runs WHERE id = $1", $crate::rows::RUN_COLS);
-                let row: Option<$crate::rows::RunRow> = sqlx::query_as(&sql)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::rows::db(format!("read run {id}")))?;
-                row.map(TryInto::try_into).transpose()
-            }
-
-            async fn list_runs(
-                &self,
-                task_id: &str,
-                limit: u32,
-            ) -> $crate::Result<Vec<$crate::Run>> {
-                let sql = format!(
-                    "SELECT {} FROM runs WHERE task_id = $1 ORDER BY id DESC LIMIT $2",
-                    $crate::rows::RUN_COLS
-                );
-                let rows: Vec<$crate::rows::RunRow> = sqlx::query_as(&sql)
-                    .bind(task_id)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::rows::db(format!("list runs of task {task_id}")))?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn active_runs(&self) -> $crate::Result<Vec<$crate::Run>> {
-                let sql = format!(
-                    "SELECT {} FROM runs WHERE status IN ('FINDING', 'TRANSFERRING') ORDER BY id",
-                    $crate::rows::RUN_COLS
-                );
-                let rows: Vec<$crate::rows::RunRow> = sqlx::query_as(&sql)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::rows::db("list active runs"))?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn set_run_status(
-                &self,
-                id: i64,
-                status: dth_model::RunStatus,
-                error: Option<String>,
-            ) -> $crate::Result<()> {
-                let now = $crate::now_ms();
-                let ended = (!status.is_active()).then_some(now);
-                let found = (status == dth_model::RunStatus::Transferring).then_some(now);
-                let done = sqlx::query(
-                    "UPDATE runs SET status = $2, error = $3, ended_at = $4, \
-                     found_at = COALESCE(found_at, $5) WHERE id = $1",
-                )
-                .bind(id)
-                .bind(status.name())
-                .bind(error)
-                .bind(ended)
-                .bind(found)
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("set status of run {id}")))?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::Error::NotFound { what: "run", id: id.to_string() });
-                }
-                Ok(())
-            }
-
-            async fn add_up_to_date(
-                &self,
-                run_id: i64,
-                objects: u64,
-                bytes: u64,
-            ) -> $crate::Result<()> {
-                let done = sqlx::query(
-                    "UPDATE runs SET up_to_date = up_to_date + $2, \
-                     up_to_date_bytes = up_to_date_bytes + $3 WHERE id = $1",
-                )
-                .bind(run_id)
-                .bind($crate::rows::to_i64(objects))
-                .bind($crate::rows::to_i64(bytes))
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("count up-to-date objects of run {run_id}")))?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
-                }
-                Ok(())
-            }
-
-            async fn reset_up_to_date(&self, run_id: i64) -> $crate::Result<()> {
-                let done = sqlx::query(
-                    "UPDATE runs SET up_to_date = 0, up_to_date_bytes = 0 WHERE id = $1",
-                )
-                .bind(run_id)
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("reset up-to-date counts of run {run_id}")))?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
-                }
-                Ok(())
-            }
-
-            async fn run_counters(&self, run_id: i64) -> $crate::Result<$crate::RunCounters> {
-                let what = || $crate::rows::db(format!("count items of run {run_id}"));
-                let run: Option<(i64, i64)> = sqlx::query_as(
-                    "SELECT up_to_date, up_to_date_bytes FROM runs WHERE id = $1",
-                )
-                .bind(run_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(what())?;
-                let Some((up_to_date, up_to_date_bytes)) = run else {
-                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
-                };
-                let groups: Vec<$crate::rows::CounterRow> = sqlx::query_as(
-                    "SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n, \
-                     CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes, \
-                     CAST(COALESCE(SUM(CASE WHEN last_error IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) \
-                       AS failed_before, \
-                     CAST(COALESCE(SUM(bytes_done), 0) AS BIGINT) AS bytes_done \
-                     FROM items WHERE run_id = $1 GROUP BY kind, state",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(what())?;
-                // Parts done of giant objects that are not done yet.
-                let (parts_done,): (i64,) = sqlx::query_as(
-                    "SELECT CAST(COALESCE(SUM(p.bytes_done), 0) AS BIGINT) FROM items p \
-                     JOIN items o ON o.id = p.parent_id \
-                     WHERE p.run_id = $1 AND p.kind = 'part' AND p.state = 'done' \
-                     AND o.state IN ('queued', 'leased', 'waiting')",
-                )
-                .bind(run_id)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(what())?;
-                Ok($crate::rows::counters(
-                    &groups,
-                    $crate::rows::to_u64(up_to_date),
-                    $crate::rows::to_u64(up_to_date_bytes),
-                    $crate::rows::to_u64(parts_done),
-                ))
-            }
-
-            async fn finish_run_if_drained(
-                &self,
-                run_id: i64,
-            ) -> $crate::Result<Option<dth_model::RunStatus>> {
-                let what = || $crate::rows::db(format!("finish run {run_id}"));
-                let mut tx = self.write_tx().await?;
-                let status: Option<(String,)> = sqlx::query_as(&format!(
-                    "SELECT status FROM runs WHERE id = $1{}",
-                    Self::FOR_UPDATE
-                ))
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(what())?;
-                let Some((status,)) = status else {
-                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
-                };
-                if status != dth_model::RunStatus::Transferring.name() {
-                    return Ok(None);
-                }
-                let pending: Option<(i64,)> = sqlx::query_as(
-                    "SELECT id FROM items WHERE run_id = $1 \
-                     AND state IN ('queued', 'leased', 'waiting') LIMIT 1",
-                )
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(what())?;
-                if pending.is_some() {
-                    return Ok(None);
-                }
-                let dead: Option<(i64,)> = sqlx::query_as(
-                    "SELECT id FROM items WHERE run_id = $1 AND state = 'dead' LIMIT 1",
-                )
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(what())?;
-                let end = if dead.is_some() {
-                    dth_model::RunStatus::Failed
-                } else {
-                    dth_model::RunStatus::Done
-                };
-                sqlx::query("UPDATE runs SET status = $2, ended_at = $3 WHERE id = $1")
-                    .bind(run_id)
-                    .bind(end.name())
-                    .bind($crate::now_ms())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(what())?;
-                tx.commit().await.map_err(what())?;
-                Ok(Some(end))
-            }
-
-            async fn stop_run(&self, run_id: i64) -> $crate::Result<u64> {
-                let what = || $crate::rows::db(format!("stop run {run_id}"));
-                let now = $crate::now_ms();
-                let mut tx = self.write_tx().await?;
-                let status: Option<(String,)> = sqlx::query_as(&format!(
-                    "SELECT status FROM runs WHERE id = $1{}",
-                    Self::FOR_UPDATE
-                ))
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(what())?;
-                if status.is_none() {
-                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
-                }
-                let cancelled = sqlx::query(
-                    "UPDATE items SET state = 'cancelled', updated_at = $2 \
-                     WHERE run_id = $1 AND state IN ('queued', 'waiting')",
-                )
-                .bind(run_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(what())?
-                .rows_affected();
-                sqlx::query(
-                    "UPDATE runs SET status = 'STOPPED', ended_at = $2 \
-                     WHERE id = $1 AND status IN ('FINDING', 'TRANSFERRING')",
-                )
-                .bind(run_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(what())?;
-                tx.commit().await.map_err(what())?;
-                Ok(cancelled)
-            }
-
-            // ---- items ----
+        impl $crate::QueueStore for $store {
 
             async fn insert_items(
                 &self,
@@ -1067,150 +800,8 @@ macro_rules! impl_store {
                 tx.commit().await.map_err(what())?;
                 Ok(retried)
             }
-
-            // ---- secrets ----
-
-            async fn put_secret(&self, name: &str, value: &[u8]) -> $crate::Result<()> {
-                let sealed = self.key.seal(name, value)?;
-                let now = $crate::now_ms();
-                sqlx::query(
-                    "INSERT INTO secrets (name, sealed, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO UPDATE \
-                     SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-                )
-                .bind(name)
-                .bind(sealed)
-                .bind(now)
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("store secret {name}")))?;
-                Ok(())
-            }
-
-            async fn secret(&self, name: &str) -> $crate::Result<Option<$crate::SecretValue>> {
-                let row: Option<(Vec<u8>,)> =
-                    sqlx::query_as("SELECT sealed FROM secrets WHERE name = $1")
-                        .bind(name)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err($crate::rows::db(format!("read secret {name}")))?;
-                match row {
-                    None => Ok(None),
-                    Some((sealed,)) => {
-                        Ok(Some($crate::SecretValue(self.key.open(name, &sealed)?)))
-                    }
-                }
-            }
-
-            async fn list_secrets(&self) -> $crate::Result<Vec<$crate::SecretInfo>> {
-                let rows: Vec<$crate::rows::SecretRow> = sqlx::query_as(
-                    "SELECT name, created_at, updated_at FROM secrets ORDER BY name",
-                )
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::rows::db("list secrets"))?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
-
-            async fn delete_secret(&self, name: &str) -> $crate::Result<bool> {
-                let done = sqlx::query("DELETE FROM secrets WHERE name = $1")
-                    .bind(name)
-                    .execute(&self.writer)
-                    .await
-                    .map_err($crate::rows::db(format!("delete secret {name}")))?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            // ---- API tokens ----
-
-            async fn add_token(&self, name: &str, token: &str) -> $crate::Result<()> {
-                sqlx::query(
-                    "INSERT INTO api_tokens (hash, name, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (hash) DO UPDATE SET name = excluded.name",
-                )
-                .bind($crate::crypto::token_hash(token))
-                .bind(name)
-                .bind($crate::now_ms())
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("store API token {name}")))?;
-                Ok(())
-            }
-
-            async fn check_token(&self, token: &str) -> $crate::Result<Option<String>> {
-                let row: Option<(String,)> =
-                    sqlx::query_as("SELECT name FROM api_tokens WHERE hash = $1")
-                        .bind($crate::crypto::token_hash(token))
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err($crate::rows::db("check an API token"))?;
-                Ok(row.map(|(n,)| n))
-            }
-
-            async fn count_tokens(&self) -> $crate::Result<u64> {
-                let (n,): (i64,) =
-                    sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM api_tokens")
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err($crate::rows::db("count API tokens"))?;
-                Ok($crate::rows::to_u64(n))
-            }
-
-            // ---- events ----
-
-            async fn add_event(&self, event: $crate::NewEvent) -> $crate::Result<()> {
-                sqlx::query(
-                    "INSERT INTO events (at, task_id, run_id, kind, actor, message) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind($crate::now_ms())
-                .bind(event.task_id.as_deref())
-                .bind(event.run_id)
-                .bind(&event.kind)
-                .bind(&event.actor)
-                .bind(&event.message)
-                .execute(&self.writer)
-                .await
-                .map_err($crate::rows::db(format!("log event {}", event.kind)))?;
-                Ok(())
-            }
-
-            async fn list_events(
-                &self,
-                task_id: Option<&str>,
-                limit: u32,
-            ) -> $crate::Result<Vec<$crate::Event>> {
-                let rows: Vec<$crate::rows::EventRow> = match task_id {
-                    Some(task_id) => sqlx::query_as(&format!(
-                        "SELECT {} FROM events WHERE task_id = $1 ORDER BY id DESC LIMIT $2",
-                        $crate::rows::EVENT_COLS
-                    ))
-                    .bind(task_id)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await,
-                    None => sqlx::query_as(&format!(
-                        "SELECT {} FROM events ORDER BY id DESC LIMIT $1",
-                        $crate::rows::EVENT_COLS
-                    ))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await,
-                }
-                .map_err($crate::rows::db("list events"))?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
-
-            // ---- leadership ----
-
-            async fn try_lead(
-                &self,
-                holder: &str,
-            ) -> $crate::Result<Option<Box<dyn $crate::Leadership>>> {
-                self.try_lead_impl(holder).await
-            }
         }
     };
 }
 
-pub(crate) use impl_store;
+pub(crate) use impl_queue_store;

@@ -1,0 +1,404 @@
+//! Runs of a task: create (one finding run at a time), status, the finder's up-to-date counters, counters from item states, drain and stop.
+//!
+//! The trait, and its SQL written once as a macro expanded for each backend's pool type
+//! (`sqlite.rs`, `postgres.rs`); `$N` placeholders bind by number on both.
+
+use async_trait::async_trait;
+use dth_model::{RunStatus, Trigger};
+use serde::{Deserialize, Serialize};
+
+use crate::{Millis, Result};
+
+/// One run of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Id.
+    pub id: i64,
+    /// Its task.
+    pub task_id: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Where it is.
+    pub status: RunStatus,
+    /// Attempts an item gets before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Why it failed (finder error, stop).
+    pub error: Option<String>,
+    /// Start.
+    pub started_at: Millis,
+    /// When the finder finished.
+    pub found_at: Option<Millis>,
+    /// End.
+    pub ended_at: Option<Millis>,
+    /// Objects the finder saw that needed nothing (up to date), and their bytes.
+    pub up_to_date: u64,
+    /// Bytes of `up_to_date`.
+    pub up_to_date_bytes: u64,
+}
+
+/// Counters of a run, computed from item states (parts are not counted; their object is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounters {
+    /// Objects or images found at the source that are in scope: items of kind object or image + up
+    /// to date.
+    pub found: u64,
+    /// Their bytes.
+    pub found_bytes: u64,
+    /// Up to date (finder) + skipped items (archived, vanished).
+    pub skipped: u64,
+    /// Object and image items done (copied and verified).
+    pub copied: u64,
+    /// Bytes of `copied`.
+    pub copied_bytes: u64,
+    /// Delete items done.
+    pub deleted: u64,
+    /// Items queued, leased or waiting for parts.
+    pub pending: u64,
+    /// Pending items that already failed at least once.
+    pub retrying: u64,
+    /// Items dead-lettered.
+    pub dead: u64,
+    /// Items cancelled by a stop.
+    pub cancelled: u64,
+    /// Bytes written so far by unfinished items (objects and parts being copied, see
+    /// [`QueueStore::add_progress`](crate::QueueStore::add_progress)) and by the done parts of giant objects that are not complete yet.
+    pub bytes_in_flight: u64,
+}
+
+/// Runs of tasks and their counters.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Starts a run in FINDING. Fails with [`Error::Conflict`] while another run of the task is FINDING.
+    async fn create_run(&self, task_id: &str, trigger: Trigger, max_attempts: u32) -> Result<Run>;
+    /// One run.
+    async fn get_run(&self, id: i64) -> Result<Option<Run>>;
+    /// Runs of a task, newest first.
+    async fn list_runs(&self, task_id: &str, limit: u32) -> Result<Vec<Run>>;
+    /// Runs in FINDING or TRANSFERRING, oldest first.
+    async fn active_runs(&self) -> Result<Vec<Run>>;
+    /// Sets a run's status (ended_at when final, found_at on TRANSFERRING).
+    async fn set_run_status(&self, id: i64, status: RunStatus, error: Option<String>)
+    -> Result<()>;
+    /// Adds to the finder's up-to-date counters.
+    async fn add_up_to_date(&self, run_id: i64, objects: u64, bytes: u64) -> Result<()>;
+    /// Resets the up-to-date counters (a finder starting over after a restart).
+    async fn reset_up_to_date(&self, run_id: i64) -> Result<()>;
+    /// Counters from item states.
+    async fn run_counters(&self, run_id: i64) -> Result<RunCounters>;
+    /// If the run is TRANSFERRING and no item is queued, leased or waiting: ends it (DONE, or FAILED
+    /// when some item is dead) and returns the new status.
+    async fn finish_run_if_drained(&self, run_id: i64) -> Result<Option<RunStatus>>;
+    /// Stops a run: queued and waiting items (parts too) become cancelled, the run STOPPED (if it was
+    /// active). Leased items stay with their workers, whose acks are still taken. Returns the items
+    /// cancelled.
+    async fn stop_run(&self, run_id: i64) -> Result<u64>;
+}
+
+/// Implements [`RunStore`] for `$store` whose pool is a `sqlx::Pool<$db>`.
+macro_rules! impl_run_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::RunStore for $store {
+
+            async fn create_run(
+                &self,
+                task_id: &str,
+                trigger: dth_model::Trigger,
+                max_attempts: u32,
+            ) -> $crate::Result<$crate::Run> {
+                let what = || $crate::rows::db(format!("start a run of task {task_id}"));
+                let mut tx = self.write_tx().await?;
+                let task: Option<(String,)> = sqlx::query_as(&format!(
+                    "SELECT id FROM tasks WHERE id = $1{}",
+                    Self::FOR_UPDATE
+                ))
+                .bind(task_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(what())?;
+                if task.is_none() {
+                    return Err($crate::Error::NotFound { what: "task", id: task_id.to_string() });
+                }
+                let finding: Option<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM runs WHERE task_id = $1 AND status = 'FINDING'",
+                )
+                .bind(task_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(what())?;
+                if let Some((run,)) = finding {
+                    return Err($crate::Error::Conflict(format!(
+                        "task {task_id}: run {run} is still finding objects; a new run starts \
+                         once it has finished"
+                    )));
+                }
+                let sql = format!(
+                    "INSERT INTO runs (task_id, trigger_kind, status, max_attempts, started_at) \
+                     VALUES ($1, $2, 'FINDING', $3, $4) RETURNING {}",
+                    $crate::rows::RUN_COLS
+                );
+                let row: std::result::Result<$crate::rows::RunRow, sqlx::Error> =
+                    sqlx::query_as(&sql)
+                        .bind(task_id)
+                        .bind(trigger.name())
+                        .bind(i64::from(max_attempts.max(1)))
+                        .bind($crate::now_ms())
+                        .fetch_one(&mut *tx)
+                        .await;
+                let row = match row {
+                    Ok(row) => row,
+                    Err(e)
+                        if e.as_database_error().is_some_and(|d| d.is_unique_violation()) =>
+                    {
+                        return Err($crate::Error::Conflict(format!(
+                            "task {task_id}: another run is still finding objects"
+                        )));
+                    }
+                    Err(e) => return Err(what()(e)),
+                };
+                tx.commit().await.map_err(what())?;
+                row.try_into()
+            }
+
+            async fn get_run(&self, id: i64) -> $crate::Result<Option<$crate::Run>> {
+                let sql = format!("SELECT {} FROM runs WHERE id = $1", $crate::rows::RUN_COLS);
+                let row: Option<$crate::rows::RunRow> = sqlx::query_as(&sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::rows::db(format!("read run {id}")))?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn list_runs(
+                &self,
+                task_id: &str,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::Run>> {
+                let sql = format!(
+                    "SELECT {} FROM runs WHERE task_id = $1 ORDER BY id DESC LIMIT $2",
+                    $crate::rows::RUN_COLS
+                );
+                let rows: Vec<$crate::rows::RunRow> = sqlx::query_as(&sql)
+                    .bind(task_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::rows::db(format!("list runs of task {task_id}")))?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn active_runs(&self) -> $crate::Result<Vec<$crate::Run>> {
+                let sql = format!(
+                    "SELECT {} FROM runs WHERE status IN ('FINDING', 'TRANSFERRING') ORDER BY id",
+                    $crate::rows::RUN_COLS
+                );
+                let rows: Vec<$crate::rows::RunRow> = sqlx::query_as(&sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::rows::db("list active runs"))?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn set_run_status(
+                &self,
+                id: i64,
+                status: dth_model::RunStatus,
+                error: Option<String>,
+            ) -> $crate::Result<()> {
+                let now = $crate::now_ms();
+                let ended = (!status.is_active()).then_some(now);
+                let found = (status == dth_model::RunStatus::Transferring).then_some(now);
+                let done = sqlx::query(
+                    "UPDATE runs SET status = $2, error = $3, ended_at = $4, \
+                     found_at = COALESCE(found_at, $5) WHERE id = $1",
+                )
+                .bind(id)
+                .bind(status.name())
+                .bind(error)
+                .bind(ended)
+                .bind(found)
+                .execute(&self.writer)
+                .await
+                .map_err($crate::rows::db(format!("set status of run {id}")))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::Error::NotFound { what: "run", id: id.to_string() });
+                }
+                Ok(())
+            }
+
+            async fn add_up_to_date(
+                &self,
+                run_id: i64,
+                objects: u64,
+                bytes: u64,
+            ) -> $crate::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE runs SET up_to_date = up_to_date + $2, \
+                     up_to_date_bytes = up_to_date_bytes + $3 WHERE id = $1",
+                )
+                .bind(run_id)
+                .bind($crate::rows::to_i64(objects))
+                .bind($crate::rows::to_i64(bytes))
+                .execute(&self.writer)
+                .await
+                .map_err($crate::rows::db(format!("count up-to-date objects of run {run_id}")))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
+                }
+                Ok(())
+            }
+
+            async fn reset_up_to_date(&self, run_id: i64) -> $crate::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE runs SET up_to_date = 0, up_to_date_bytes = 0 WHERE id = $1",
+                )
+                .bind(run_id)
+                .execute(&self.writer)
+                .await
+                .map_err($crate::rows::db(format!("reset up-to-date counts of run {run_id}")))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
+                }
+                Ok(())
+            }
+
+            async fn run_counters(&self, run_id: i64) -> $crate::Result<$crate::RunCounters> {
+                let what = || $crate::rows::db(format!("count items of run {run_id}"));
+                let run: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT up_to_date, up_to_date_bytes FROM runs WHERE id = $1",
+                )
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(what())?;
+                let Some((up_to_date, up_to_date_bytes)) = run else {
+                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
+                };
+                let groups: Vec<$crate::rows::CounterRow> = sqlx::query_as(
+                    "SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n, \
+                     CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes, \
+                     CAST(COALESCE(SUM(CASE WHEN last_error IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) \
+                       AS failed_before, \
+                     CAST(COALESCE(SUM(bytes_done), 0) AS BIGINT) AS bytes_done \
+                     FROM items WHERE run_id = $1 GROUP BY kind, state",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(what())?;
+                // Parts done of giant objects that are not done yet.
+                let (parts_done,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(p.bytes_done), 0) AS BIGINT) FROM items p \
+                     JOIN items o ON o.id = p.parent_id \
+                     WHERE p.run_id = $1 AND p.kind = 'part' AND p.state = 'done' \
+                     AND o.state IN ('queued', 'leased', 'waiting')",
+                )
+                .bind(run_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(what())?;
+                Ok($crate::rows::counters(
+                    &groups,
+                    $crate::rows::to_u64(up_to_date),
+                    $crate::rows::to_u64(up_to_date_bytes),
+                    $crate::rows::to_u64(parts_done),
+                ))
+            }
+
+            async fn finish_run_if_drained(
+                &self,
+                run_id: i64,
+            ) -> $crate::Result<Option<dth_model::RunStatus>> {
+                let what = || $crate::rows::db(format!("finish run {run_id}"));
+                let mut tx = self.write_tx().await?;
+                let status: Option<(String,)> = sqlx::query_as(&format!(
+                    "SELECT status FROM runs WHERE id = $1{}",
+                    Self::FOR_UPDATE
+                ))
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(what())?;
+                let Some((status,)) = status else {
+                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
+                };
+                if status != dth_model::RunStatus::Transferring.name() {
+                    return Ok(None);
+                }
+                let pending: Option<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM items WHERE run_id = $1 \
+                     AND state IN ('queued', 'leased', 'waiting') LIMIT 1",
+                )
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(what())?;
+                if pending.is_some() {
+                    return Ok(None);
+                }
+                let dead: Option<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM items WHERE run_id = $1 AND state = 'dead' LIMIT 1",
+                )
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(what())?;
+                let end = if dead.is_some() {
+                    dth_model::RunStatus::Failed
+                } else {
+                    dth_model::RunStatus::Done
+                };
+                sqlx::query("UPDATE runs SET status = $2, ended_at = $3 WHERE id = $1")
+                    .bind(run_id)
+                    .bind(end.name())
+                    .bind($crate::now_ms())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(what())?;
+                tx.commit().await.map_err(what())?;
+                Ok(Some(end))
+            }
+
+            async fn stop_run(&self, run_id: i64) -> $crate::Result<u64> {
+                let what = || $crate::rows::db(format!("stop run {run_id}"));
+                let now = $crate::now_ms();
+                let mut tx = self.write_tx().await?;
+                let status: Option<(String,)> = sqlx::query_as(&format!(
+                    "SELECT status FROM runs WHERE id = $1{}",
+                    Self::FOR_UPDATE
+                ))
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(what())?;
+                if status.is_none() {
+                    return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
+                }
+                let cancelled = sqlx::query(
+                    "UPDATE items SET state = 'cancelled', updated_at = $2 \
+                     WHERE run_id = $1 AND state IN ('queued', 'waiting')",
+                )
+                .bind(run_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(what())?
+                .rows_affected();
+                sqlx::query(
+                    "UPDATE runs SET status = 'STOPPED', ended_at = $2 \
+                     WHERE id = $1 AND status IN ('FINDING', 'TRANSFERRING')",
+                )
+                .bind(run_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(what())?;
+                tx.commit().await.map_err(what())?;
+                Ok(cancelled)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_run_store;
