@@ -11,6 +11,7 @@ Secrets never leave through `Debug`: [`Credentials`] prints `[REDACTED]` in plac
 */
 #![deny(missing_docs)]
 
+mod counters;
 mod endpoint;
 mod image;
 mod options;
@@ -18,6 +19,7 @@ mod outcome;
 mod size;
 mod task;
 
+pub use counters::RunCounters;
 pub use endpoint::{Credentials, EndpointSpec, ParseError, Provider, S3Url};
 pub use image::{
     DEFAULT_IMAGE_ATTEMPTS, DEFAULT_IMAGE_CONCURRENCY, ImageEndpoint, ImageSync,

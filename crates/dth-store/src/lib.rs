@@ -47,7 +47,7 @@ pub use accounts::AccountStore;
 pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
 pub use events::{Event, EventStore, NewEvent};
 pub use queue::{Ack, Acked, Item, NewItem, QueueStore, Retried, Retry};
-pub use runs::{Run, RunCounters, RunStore};
+pub use runs::{Run, RunStore};
 pub use secrets::{SecretInfo, SecretStore, SecretValue};
 pub use tasks::{NewTask, Task, TaskStore};
 

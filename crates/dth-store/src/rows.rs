@@ -249,8 +249,8 @@ pub(crate) fn counters(
     up_to_date: u64,
     up_to_date_bytes: u64,
     parts_done_bytes: u64,
-) -> crate::RunCounters {
-    let mut c = crate::RunCounters {
+) -> dth_model::RunCounters {
+    let mut c = dth_model::RunCounters {
         found: up_to_date,
         found_bytes: up_to_date_bytes,
         skipped: up_to_date,

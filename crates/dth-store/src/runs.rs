@@ -4,7 +4,7 @@
 //! (`sqlite.rs`, `postgres.rs`); `$N` placeholders bind by number on both.
 
 use async_trait::async_trait;
-use dth_model::{RunStatus, Trigger};
+use dth_model::{RunCounters, RunStatus, Trigger};
 use serde::{Deserialize, Serialize};
 
 use crate::{Millis, Result};
@@ -34,35 +34,6 @@ pub struct Run {
     pub up_to_date: u64,
     /// Bytes of `up_to_date`.
     pub up_to_date_bytes: u64,
-}
-
-/// Counters of a run, computed from item states (parts are not counted; their object is).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunCounters {
-    /// Objects or images found at the source that are in scope: items of kind object or image + up
-    /// to date.
-    pub found: u64,
-    /// Their bytes.
-    pub found_bytes: u64,
-    /// Up to date (finder) + skipped items (archived, vanished).
-    pub skipped: u64,
-    /// Object and image items done (copied and verified).
-    pub copied: u64,
-    /// Bytes of `copied`.
-    pub copied_bytes: u64,
-    /// Delete items done.
-    pub deleted: u64,
-    /// Items queued, leased or waiting for parts.
-    pub pending: u64,
-    /// Pending items that already failed at least once.
-    pub retrying: u64,
-    /// Items dead-lettered.
-    pub dead: u64,
-    /// Items cancelled by a stop.
-    pub cancelled: u64,
-    /// Bytes written so far by unfinished items (objects and parts being copied, see
-    /// [`QueueStore::add_progress`](crate::QueueStore::add_progress)) and by the done parts of giant objects that are not complete yet.
-    pub bytes_in_flight: u64,
 }
 
 /// Runs of tasks and their counters.
@@ -263,7 +234,7 @@ macro_rules! impl_run_store {
                 Ok(())
             }
 
-            async fn run_counters(&self, run_id: i64) -> $crate::Result<$crate::RunCounters> {
+            async fn run_counters(&self, run_id: i64) -> $crate::Result<dth_model::RunCounters> {
                 let what = || $crate::rows::db(format!("count items of run {run_id}"));
                 let run: Option<(i64, i64)> = sqlx::query_as(
                     "SELECT up_to_date, up_to_date_bytes FROM runs WHERE id = $1",

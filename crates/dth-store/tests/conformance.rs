@@ -1059,7 +1059,7 @@ async fn counters_exact(c: &Ctx) {
     let counters = s.run_counters(r.id).await.unwrap();
     assert_eq!(
         counters,
-        dth_store::RunCounters {
+        dth_model::RunCounters {
             found: 6 + 4,
             found_bytes: 600 + 40,
             skipped: 4 + 1,

@@ -3,6 +3,8 @@ The hub's HTTP API: JSON over HTTP on top of the runtime's control surface ([`dt
 its store, with an OpenAPI document generated from the handlers (utoipa). The web portal and user
 accounts come later; for now every `/api/v1` route except the OpenAPI document needs an API token.
 
+- Layout: [`api`] holds the JSON handlers (one module per area) and the OpenAPI document, [`auth`]
+  who the caller is, [`views`] the view types every front end renders, [`error`] the one error type.
 - [`router`] builds the [`axum::Router`] for a hub; [`serve`] runs it on a listener until a
   [`CancellationToken`] is cancelled, then finishes the requests in flight (graceful shutdown).
 - Routes: `GET /health` (no auth), `GET /api/v1/openapi.json` (no auth), and under `/api/v1`: tasks
@@ -10,8 +12,8 @@ accounts come later; for now every `/api/v1` route except the OpenAPI document n
   state paginated by id, retry dead items), events of a task, and secrets (put, list, delete).
 - **Data in**: JSON bodies, deserialized into the model's types ([`dth_model::TaskSpec`]) and checked
   by the hub before anything is written; a bad body is a 400 whose message names the field, and nothing
-  is created. **Data out**: view types of this crate ([`tasks::TaskView`], [`runs::RunView`],
-  [`runs::ItemView`], …), every error as `{"error": "…"}` with its status ([`error::ApiError`]).
+  is created. **Data out**: the view types ([`views::TaskView`], [`views::RunView`],
+  [`views::ItemView`], …) that every front end renders, every error as `{"error": "…"}` with its status ([`error::ApiError`]).
 - **Auth**: `Authorization: Bearer <token>`, checked against the store's hashed tokens
   ([`dth_store::Store::check_token`]); the token's name becomes the actor `api:<name>` of the hub calls
   and the event log. Missing or wrong: 401 with `WWW-Authenticate: Bearer`.
@@ -29,19 +31,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use dth_runtime::Hub;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod api;
 pub mod auth;
 pub mod error;
-pub mod openapi;
-pub mod runs;
-pub mod secrets;
-pub mod tasks;
+pub mod views;
 
 pub use error::{ApiError, ErrorBody};
 
@@ -60,28 +60,9 @@ pub struct AppState {
 /// The API of a hub: `/health`, `/api/v1/openapi.json` and the token-protected `/api/v1` routes.
 pub fn router(hub: Arc<Hub>) -> Router {
     let state = AppState { hub };
-    let protected = Router::new()
-        .route("/tasks", post(tasks::create).get(tasks::list))
-        .route("/tasks/{id}", get(tasks::get).delete(tasks::delete))
-        .route("/tasks/{id}/start", post(tasks::start))
-        .route("/tasks/{id}/stop", post(tasks::stop))
-        .route("/tasks/{id}/runs", get(runs::list))
-        .route("/tasks/{id}/events", get(tasks::events))
-        .route("/runs/{id}", get(runs::get))
-        .route("/runs/{id}/items", get(runs::items))
-        .route("/runs/{id}/retry", post(runs::retry))
-        .route("/secrets", get(secrets::list))
-        .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    let api = Router::new()
-        .route("/openapi.json", get(openapi::document))
-        .merge(protected);
     Router::new()
         .route("/health", get(health))
-        .nest("/api/v1", api)
+        .nest("/api/v1", api::router(state.clone()))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

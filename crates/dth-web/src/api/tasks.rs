@@ -6,98 +6,15 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use dth_model::TaskSpec;
-use dth_store::{Event, Millis, Task};
-use serde::{Deserialize, Serialize};
+use dth_store::Task;
+use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::Actor;
 use crate::error::{ApiJson, ApiQuery, limit};
-use crate::runs::RunDetail;
+use crate::views::{EventView, RunDetail, TaskDetail, TaskView};
 use crate::{ApiError, AppState, ErrorBody};
-
-/// What replaces key material in a view.
-pub const REDACTED: &str = "[REDACTED]";
-
-/// Keys whose values are secret wherever they appear in a spec.
-const SECRET_KEYS: &[&str] = &["secret_access_key", "session_token", "password"];
-
-/// A task as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TaskView {
-    /// Id (UUID).
-    pub id: String,
-    /// Name for people.
-    pub name: String,
-    /// Kind: `s3`.
-    pub kind: String,
-    /// The task's spec (a `TaskSpec`); key material is never shown, only secret names.
-    #[schema(value_type = Object)]
-    pub spec: Value,
-    /// `STARTING`, `IN_PROGRESS`, `DONE`, `ERROR`, `STOPPING` or `STOPPED`.
-    #[schema(value_type = String, example = "IN_PROGRESS")]
-    pub status: dth_model::TaskStatus,
-    /// Machine-readable error code when `status` is `ERROR`.
-    pub error_code: Option<String>,
-    /// Error message when `status` is `ERROR`.
-    pub error: Option<String>,
-    /// When the next scheduled run is due (Unix ms); null: none.
-    pub next_run_at: Option<Millis>,
-    /// Creation (Unix ms).
-    pub created_at: Millis,
-    /// Last change (Unix ms).
-    pub updated_at: Millis,
-}
-
-impl From<Task> for TaskView {
-    fn from(t: Task) -> Self {
-        TaskView {
-            id: t.id,
-            name: t.name,
-            kind: t.kind,
-            spec: redact(t.spec),
-            status: t.status,
-            error_code: t.error_code,
-            error: t.error,
-            next_run_at: t.next_run_at,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        }
-    }
-}
-
-/// A task with its latest run.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TaskDetail {
-    /// The task.
-    #[serde(flatten)]
-    pub task: TaskView,
-    /// Its newest run with counters; null before the first run.
-    pub latest_run: Option<RunDetail>,
-}
-
-/// Masks key material anywhere in a spec: the values of `secret_access_key`, `session_token` and
-/// `password` become `[REDACTED]` (null stays null). The hub moves static keys into secrets when a task
-/// is created, so a stored spec should hold none; this is the second line.
-pub fn redact(mut spec: Value) -> Value {
-    fn walk(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map.iter_mut() {
-                    if SECRET_KEYS.contains(&k.as_str()) && !v.is_null() {
-                        *v = Value::String(REDACTED.into());
-                    } else {
-                        walk(v);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(&mut spec);
-    spec
-}
 
 /// The body of `POST /api/v1/tasks`, for the OpenAPI document (the handler reads a
 /// `dth_model::TaskSpec`; see `docs/` for every option).
@@ -319,39 +236,6 @@ pub struct LimitQuery {
     pub limit: Option<u32>,
 }
 
-/// An entry of the event log.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct EventView {
-    /// Id.
-    pub id: i64,
-    /// When (Unix ms).
-    pub at: Millis,
-    /// Task concerned.
-    pub task_id: Option<String>,
-    /// Run concerned.
-    pub run_id: Option<i64>,
-    /// `task.created`, `task.stopped`, `run.started`, `item.dead`, …
-    pub kind: String,
-    /// Who did it: `api:<token name>`, `scheduler`, `worker:<id>`.
-    pub actor: String,
-    /// Details for people.
-    pub message: String,
-}
-
-impl From<Event> for EventView {
-    fn from(e: Event) -> Self {
-        EventView {
-            id: e.id,
-            at: e.at,
-            task_id: e.task_id,
-            run_id: e.run_id,
-            kind: e.kind,
-            actor: e.actor,
-            message: e.message,
-        }
-    }
-}
-
 /// A task's events, newest first.
 #[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks",
     params(("id" = String, Path, description = "Task id"), LimitQuery),
@@ -380,26 +264,4 @@ pub(crate) async fn task(state: &AppState, id: &str) -> Result<Task, ApiError> {
         .get_task(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_key_material_anywhere() {
-        let spec = serde_json::json!({
-            "source": {"credentials": {"kind": "static", "access_key_id": "AKIA",
-                       "secret_access_key": "s3cr3t", "session_token": null}},
-            "destination": {"credentials": {"kind": "static", "access_key_id": "AKIB",
-                            "secret_access_key": "other", "session_token": "tok"}},
-            "alarms": [{"password": "pw"}]
-        });
-        let text = redact(spec).to_string();
-        for secret in ["s3cr3t", "other", "\"tok\"", "pw\""] {
-            assert!(!text.contains(secret), "{secret} in {text}");
-        }
-        assert!(text.contains("AKIA"));
-        assert!(text.contains("\"session_token\":null"));
-    }
 }

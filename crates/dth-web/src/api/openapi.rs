@@ -4,7 +4,8 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{runs, secrets, tasks};
+use crate::api::{runs, secrets, tasks};
+use crate::views;
 
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
@@ -22,10 +23,10 @@ use crate::{runs, secrets, tasks};
     ),
     components(schemas(
         crate::Health, crate::ErrorBody,
-        tasks::TaskView, tasks::TaskDetail, tasks::TaskSpecDoc, tasks::EventView,
-        runs::RunView, runs::RunDetail, runs::Counters, runs::ItemView, runs::ItemsPage,
-        runs::RetryRequest, runs::Retried,
-        secrets::SecretBody, secrets::RegistryLoginBody, secrets::SecretValue, secrets::SecretView,
+        views::TaskView, views::TaskDetail, views::EventView, views::RunView, views::RunDetail,
+        views::ItemView, views::SecretView, dth_model::RunCounters,
+        tasks::TaskSpecDoc, runs::ItemsPage, runs::RetryRequest, runs::Retried,
+        secrets::SecretBody, secrets::RegistryLoginBody, secrets::SecretValue,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -7,11 +7,11 @@ use std::fmt;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dth_store::{Millis, SecretInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiJson;
+use crate::views::SecretView;
 use crate::{ApiError, AppState, ErrorBody};
 
 /// An access key to store. `Debug` shows only the key id.
@@ -64,27 +64,6 @@ pub enum SecretValue {
     AccessKey(SecretBody),
     /// For image tasks.
     RegistryLogin(RegistryLoginBody),
-}
-
-/// A stored secret: its name and times, never its value.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SecretView {
-    /// Name.
-    pub name: String,
-    /// Creation (Unix ms).
-    pub created_at: Millis,
-    /// Last change (Unix ms).
-    pub updated_at: Millis,
-}
-
-impl From<SecretInfo> for SecretView {
-    fn from(s: SecretInfo) -> Self {
-        SecretView {
-            name: s.name,
-            created_at: s.created_at,
-            updated_at: s.updated_at,
-        }
-    }
 }
 
 /// Checks a secret name: 1 to 64 of `A-Z a-z 0-9 . _ -`.

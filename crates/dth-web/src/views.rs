@@ -1,0 +1,303 @@
+//! The view types: what the JSON API and the portal show of tasks, runs, items, events and secrets.
+//! Both front ends render these same values; neither computes a number the other computes
+//! differently. No view holds key material: specs are masked ([`redact`]), secrets are names.
+
+use dth_model::{ItemKind, ItemState, RunCounters, RunStatus, Trigger};
+use dth_store::{Event, Item, Millis, Run, SecretInfo, Store, Task};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::ApiError;
+
+/// What replaces key material in a view.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Keys whose values are secret wherever they appear in a spec.
+const SECRET_KEYS: &[&str] = &["secret_access_key", "session_token", "password"];
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    /// Id (UUID).
+    pub id: String,
+    /// Name for people.
+    pub name: String,
+    /// Kind: `s3`.
+    pub kind: String,
+    /// The task's spec (a `TaskSpec`); key material is never shown, only secret names.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    /// `STARTING`, `IN_PROGRESS`, `DONE`, `ERROR`, `STOPPING` or `STOPPED`.
+    #[schema(value_type = String, example = "IN_PROGRESS")]
+    pub status: dth_model::TaskStatus,
+    /// Machine-readable error code when `status` is `ERROR`.
+    pub error_code: Option<String>,
+    /// Error message when `status` is `ERROR`.
+    pub error: Option<String>,
+    /// When the next scheduled run is due (Unix ms); null: none.
+    pub next_run_at: Option<Millis>,
+    /// Creation (Unix ms).
+    pub created_at: Millis,
+    /// Last change (Unix ms).
+    pub updated_at: Millis,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> Self {
+        TaskView {
+            id: t.id,
+            name: t.name,
+            kind: t.kind,
+            spec: redact(t.spec),
+            status: t.status,
+            error_code: t.error_code,
+            error: t.error,
+            next_run_at: t.next_run_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// A task with its latest run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskDetail {
+    /// The task.
+    #[serde(flatten)]
+    pub task: TaskView,
+    /// Its newest run with counters; null before the first run.
+    pub latest_run: Option<RunDetail>,
+}
+
+/// Masks key material anywhere in a spec: the values of `secret_access_key`, `session_token` and
+/// `password` become `[REDACTED]` (null stays null). The hub moves static keys into secrets when a task
+/// is created, so a stored spec should hold none; this is the second line.
+pub fn redact(mut spec: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if SECRET_KEYS.contains(&k.as_str()) && !v.is_null() {
+                        *v = Value::String(REDACTED.into());
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut spec);
+    spec
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunView {
+    /// Id.
+    pub id: i64,
+    /// Its task.
+    pub task_id: String,
+    /// What started it: `schedule`, `user` or `event`.
+    #[schema(value_type = String, example = "schedule")]
+    pub trigger: Trigger,
+    /// `FINDING`, `TRANSFERRING`, `DONE`, `FAILED` or `STOPPED`.
+    #[schema(value_type = String, example = "TRANSFERRING")]
+    pub status: RunStatus,
+    /// Attempts an item gets before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Start (Unix ms).
+    pub started_at: Millis,
+    /// When the finder finished (Unix ms).
+    pub found_at: Option<Millis>,
+    /// End (Unix ms).
+    pub ended_at: Option<Millis>,
+}
+
+impl From<Run> for RunView {
+    fn from(r: Run) -> Self {
+        RunView {
+            id: r.id,
+            task_id: r.task_id,
+            trigger: r.trigger,
+            status: r.status,
+            max_attempts: r.max_attempts,
+            error: r.error,
+            started_at: r.started_at,
+            found_at: r.found_at,
+            ended_at: r.ended_at,
+        }
+    }
+}
+
+/// A run with its counters.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunView,
+    /// Its counters.
+    pub counters: RunCounters,
+}
+
+impl RunDetail {
+    /// A run with the counters of its items.
+    pub async fn load(store: &dyn Store, run: Run) -> Result<Self, ApiError> {
+        let counters = store.run_counters(run.id).await?;
+        Ok(RunDetail {
+            run: run.into(),
+            counters,
+        })
+    }
+}
+
+/// A queue item as the API shows it (its engine payload is left out).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ItemView {
+    /// Id.
+    pub id: i64,
+    /// Its run.
+    pub run_id: i64,
+    /// `object`, `part` or `delete`.
+    #[schema(value_type = String, example = "object")]
+    pub kind: ItemKind,
+    /// Object key, relative to the task's prefixes.
+    pub key: String,
+    /// Size (a part: its length).
+    pub size: u64,
+    /// Source ETag seen by the finder.
+    pub etag: Option<String>,
+    /// For a part: its giant object's item.
+    pub parent_id: Option<i64>,
+    /// For a part: its number.
+    pub part_number: Option<u32>,
+    /// `queued`, `leased`, `waiting`, `done`, `skipped`, `dead` or `cancelled`.
+    #[schema(value_type = String, example = "dead")]
+    pub state: ItemState,
+    /// Claims so far.
+    pub attempts: u32,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// When the lease ends (Unix ms).
+    pub lease_expires_at: Option<Millis>,
+    /// Not claimable before (Unix ms).
+    pub not_before: Millis,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Bytes written.
+    pub bytes_done: u64,
+    /// Destination ETag after the copy.
+    pub dst_etag: Option<String>,
+    /// How the copy was verified, or why it was skipped.
+    pub verification: Option<String>,
+    /// Creation (Unix ms).
+    pub created_at: Millis,
+    /// Last change (Unix ms).
+    pub updated_at: Millis,
+}
+
+impl From<Item> for ItemView {
+    fn from(i: Item) -> Self {
+        ItemView {
+            id: i.id,
+            run_id: i.run_id,
+            kind: i.kind,
+            key: i.key,
+            size: i.size,
+            etag: i.etag,
+            parent_id: i.parent_id,
+            part_number: i.part_number,
+            state: i.state,
+            attempts: i.attempts,
+            lease_owner: i.lease_owner,
+            lease_expires_at: i.lease_expires_at,
+            not_before: i.not_before,
+            last_error: i.last_error,
+            bytes_done: i.bytes_done,
+            dst_etag: i.dst_etag,
+            verification: i.verification,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+/// An entry of the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// Id.
+    pub id: i64,
+    /// When (Unix ms).
+    pub at: Millis,
+    /// Task concerned.
+    pub task_id: Option<String>,
+    /// Run concerned.
+    pub run_id: Option<i64>,
+    /// `task.created`, `task.stopped`, `run.started`, `item.dead`, …
+    pub kind: String,
+    /// Who did it: `api:<token name>`, `scheduler`, `worker:<id>`.
+    pub actor: String,
+    /// Details for people.
+    pub message: String,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        EventView {
+            id: e.id,
+            at: e.at,
+            task_id: e.task_id,
+            run_id: e.run_id,
+            kind: e.kind,
+            actor: e.actor,
+            message: e.message,
+        }
+    }
+}
+
+/// A stored secret: its name and times, never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretView {
+    /// Name.
+    pub name: String,
+    /// Creation (Unix ms).
+    pub created_at: Millis,
+    /// Last change (Unix ms).
+    pub updated_at: Millis,
+}
+
+impl From<SecretInfo> for SecretView {
+    fn from(s: SecretInfo) -> Self {
+        SecretView {
+            name: s.name,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_key_material_anywhere() {
+        let spec = serde_json::json!({
+            "source": {"credentials": {"kind": "static", "access_key_id": "AKIA",
+                       "secret_access_key": "s3cr3t", "session_token": null}},
+            "destination": {"credentials": {"kind": "static", "access_key_id": "AKIB",
+                            "secret_access_key": "other", "session_token": "tok"}},
+            "alarms": [{"password": "pw"}]
+        });
+        let text = redact(spec).to_string();
+        for secret in ["s3cr3t", "other", "\"tok\"", "pw\""] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("AKIA"));
+        assert!(text.contains("\"session_token\":null"));
+    }
+}
