@@ -2,6 +2,10 @@
 //! copier every item of a run shares. Cached per process and made again for each new run, so a
 //! rotated secret is picked up by the next run. Stopping a task cancels the token of all its
 //! engines, which aborts their copies in flight (multipart uploads included) and drops them.
+//!
+//! Each engine also holds the task's *turns*: one permit per item of the task worked on at once in
+//! this process, an object task's `options.transfers` or an image task's `concurrency` (one
+//! definition for both, `items_at_once`). Workers take a turn before they start an item.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +15,7 @@ use dth_oci::open::OpenedSync;
 use dth_s3::{Copier, Endpoint, Side, Stats};
 use dth_store::Store;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -24,12 +28,53 @@ pub(crate) enum TaskEngine {
     Image(Box<ImageEngine>),
 }
 
+impl TaskEngine {
+    /// Takes a turn for one item if the task has one free in this process.
+    pub fn try_turn(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(self.turns()).try_acquire_owned().ok()
+    }
+
+    /// Waits for a turn; `None` when the task is stopped first.
+    pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            t = Arc::clone(self.turns()).acquire_owned() => t.ok(),
+            _ = self.cancel().cancelled() => None,
+        }
+    }
+
+    fn turns(&self) -> &Arc<Semaphore> {
+        match self {
+            TaskEngine::S3(e) => &e.turns,
+            TaskEngine::Image(e) => &e.turns,
+        }
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        match self {
+            TaskEngine::S3(e) => &e.cancel,
+            TaskEngine::Image(e) => &e.cancel,
+        }
+    }
+}
+
+/// Items of a task worked on at once in one process: an object task's `options.transfers`, an
+/// image task's `concurrency` (at least 1).
+fn items_at_once(job: &Job) -> usize {
+    match job {
+        Job::S3(j) => j.options.transfers,
+        Job::Image(j) => j.concurrency,
+    }
+    .max(1)
+}
+
 /// An object task's engine.
 pub(crate) struct S3Engine {
     /// Its object job.
     pub job: S3Job,
     /// Shared by all its items in this process.
     pub copier: Arc<Copier>,
+    /// One permit per item (object, part, delete) worked on at once: `options.transfers`.
+    turns: Arc<Semaphore>,
     /// Cancelled when the task is stopped or deleted.
     pub cancel: CancellationToken,
 }
@@ -40,10 +85,10 @@ pub(crate) struct ImageEngine {
     pub sync: OpenedSync,
     /// Shared by the run's images in this process: each blob is sent once, then mounted.
     pub copier: Arc<dth_oci::copy::Copier>,
-    /// The task's `concurrency`: images checked or copied at once in this process.
+    /// The task's `concurrency`: images checked (by the finder) or copied at once in this process.
     pub concurrency: usize,
-    /// Permits for `concurrency` copies.
-    pub slots: Semaphore,
+    /// One permit per image copied at once: `concurrency`.
+    turns: Arc<Semaphore>,
     /// Cancelled when the task is stopped or deleted.
     pub cancel: CancellationToken,
 }
@@ -74,10 +119,8 @@ impl Engines {
         task_id: &str,
         run_id: i64,
     ) -> Result<Arc<TaskEngine>, Error> {
-        if let Some((run, e)) = self.lock().get(task_id)
-            && *run >= run_id
-        {
-            return Ok(Arc::clone(e));
+        if let Some(e) = self.cached(task_id, run_id) {
+            return Ok(e);
         }
         let cancel = self
             .tokens
@@ -93,6 +136,7 @@ impl Engines {
         let spec: TaskSpec = serde_json::from_value(task.spec).map_err(|e| {
             Error::BadRequest(format!("task {task_id} has a spec we cannot read: {e}"))
         })?;
+        let turns = Arc::new(Semaphore::new(items_at_once(&spec.job)));
         let engine = Arc::new(match spec.job {
             Job::S3(job) => {
                 let (src, dst) = connect(store, &job).await?;
@@ -103,6 +147,7 @@ impl Engines {
                 TaskEngine::S3(Box::new(S3Engine {
                     job,
                     copier,
+                    turns,
                     cancel,
                 }))
             }
@@ -112,7 +157,7 @@ impl Engines {
                     cancel,
                     copier: sync.copier(),
                     concurrency: job.concurrency.max(1),
-                    slots: Semaphore::new(job.concurrency.max(1)),
+                    turns,
                     sync,
                 }))
             }
@@ -126,6 +171,15 @@ impl Engines {
             *slot = (run_id, engine);
         }
         Ok(Arc::clone(&slot.1))
+    }
+
+    /// The engine cached for a task if it serves run `run_id` (made for that run or a newer one);
+    /// never connects.
+    pub fn cached(&self, task_id: &str, run_id: i64) -> Option<Arc<TaskEngine>> {
+        self.lock()
+            .get(task_id)
+            .filter(|(run, _)| *run >= run_id)
+            .map(|(_, e)| Arc::clone(e))
     }
 
     /// Cancels a task's work in this process (every engine made for it) and forgets its engine.

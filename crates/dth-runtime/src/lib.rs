@@ -13,11 +13,14 @@ joins the store ([`dth_store`]) with the object engine ([`dth_s3`]) and the imag
 - **Workers** ([`Hub::run_workers`]) claim items under a lease, copy and verify them with
   [`dth_s3::Copier`], heartbeat while working, and ack, retry later, or dead-letter. Objects above the
   task's giant threshold become one item per part, so every worker shares them; the worker that acks the
-  last part completes the upload.
+  last part completes the upload. A worker process works on at most its `concurrency` items at once, and
+  on at most a task's `options.transfers` of that task's items (objects, parts, deletes); items of a task
+  at its limit are given back at claim time for other workers rather than held waiting.
 - **Image tasks** plan their images with [`dth_oci::open`] (listing, tag filters, names), count the
   tags whose destination digest already matches (HEADs only), and queue one item per other image; a
   worker copies it with the task's shared [`dth_oci::copy::Copier`] (blobs deduplicated across the
-  task's images in that process), at most the task's `concurrency` images at once.
+  task's images in that process), at most the task's `concurrency` images at once per worker process
+  (the same per-task limit as an object task's `transfers`).
 - **Alarms** go to a task's webhooks and email addresses when items are dead-lettered or the task fails.
 
 Run counters are never kept here: they come from item states in the store.

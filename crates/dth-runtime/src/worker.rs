@@ -7,8 +7,23 @@
 //! ack of the last part hands the object back, and the acking worker completes and verifies it. A part
 //! that dies kills its object and aborts the upload.
 //!
-//! Images: one item per image, copied by the task's copier for that run ([`dth_oci::copy::Copier`]),
-//! at most the task's `concurrency` at once in this process; the item records the manifest digest.
+//! Images: one item per image, copied by the task's copier for that run ([`dth_oci::copy::Copier`]);
+//! the item records the manifest digest.
+//!
+//! Limits: at most the process's `concurrency` items at once and, per task, at most its turns (the
+//! engine's per-task limit: an object task's `options.transfers` over its objects, parts and
+//! deletes; an image task's `concurrency` over its images). A part's turn also covers completing its
+//! object when it is the last part.
+//!
+//! Claiming under limits: the store claims any task's items in queue order, so a worker asks for at
+//! most its free slots and keeps only the items it can start at once. An item whose task has no free
+//! turn here is given back straight away (queued, the attempt not counted) rather than held waiting
+//! for one: no lease is held for work that cannot start, and other workers may take it. After giving
+//! items back the worker claims again only once one of its items ends (or after `poll`), so a busy
+//! task at the head of the queue costs one claim and one give-back per item that ends. The claim
+//! cannot skip a task: items of other tasks queued behind a busy one reach this worker as its queue
+//! thins out. One item does wait, under heartbeats: the first of a run this process sees, which
+//! makes the task's engine (the run's other items in that claim are given back).
 //!
 //! Shutdown: no more claims; items in flight get `shutdown_grace` to finish, then are cancelled and
 //! given back to the queue without counting the attempt.
@@ -23,7 +38,7 @@ use dth_s3::{PartCopied, Transferred};
 use dth_store::{Ack, Item, Retry};
 use futures::FutureExt;
 use rand::Rng;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -85,7 +100,25 @@ impl Hub {
                 }
                 continue;
             }
+            // Keep only what can start now; give the rest back for other workers.
+            let mut back = Vec::new();
+            let mut first_sight = HashSet::new();
             for item in items {
+                let turn = match self.engines.cached(&item.task_id, item.run_id) {
+                    Some(engine) => match engine.try_turn() {
+                        Some(turn) => Some(turn),
+                        None => {
+                            back.push(item.id);
+                            continue;
+                        }
+                    },
+                    // No engine here yet: one item of the run makes it, the others stay queued.
+                    None if first_sight.insert(item.run_id) => None,
+                    None => {
+                        back.push(item.id);
+                        continue;
+                    }
+                };
                 let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
                     break;
                 };
@@ -94,10 +127,27 @@ impl Hub {
                 let held = Arc::clone(&held);
                 running.spawn(async move {
                     let id = item.id;
-                    hub.process(item, &held).await;
+                    let turn = match turn {
+                        Some(turn) => Some(turn),
+                        None => hub.first_turn(&item).await,
+                    };
+                    if turn.is_some() {
+                        hub.process(item, &held).await;
+                    }
                     release_hold(&held, id);
-                    drop(permit);
+                    drop((turn, permit));
                 });
+            }
+            if !back.is_empty() {
+                if let Err(e) = self.store.release(&self.config.worker_id, &back).await {
+                    tracing::warn!("giving back items of busy tasks: {e}");
+                }
+                // Their tasks are busy here: claim again when one of our items ends.
+                tokio::select! {
+                    _ = running.join_next(), if !running.is_empty() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = shutdown.cancelled() => {}
+                }
             }
         }
         // Shutdown: let items in flight finish for a while, then cancel and give back the rest.
@@ -174,7 +224,29 @@ impl Hub {
         }
     }
 
-    /// Works one item to its end (or gives it back when cancelled).
+    /// The turn of the first item of a run this process sees: makes the task's engine, then waits
+    /// for a turn under heartbeats. `None` when the item was ended here instead (no engine: a failed
+    /// attempt; the task stopped: given back).
+    async fn first_turn(&self, item: &Item) -> Option<OwnedSemaphorePermit> {
+        let engine = match self
+            .engines
+            .get(self.store.as_ref(), &item.task_id, item.run_id)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.failed(item, &e.to_string(), !e.is_retryable()).await;
+                return None;
+            }
+        };
+        let turn = engine.turn().await;
+        if turn.is_none() {
+            self.give_back(item).await;
+        }
+        turn
+    }
+
+    /// Works one item to its end (or gives it back when cancelled), under a turn of its task.
     fn process<'a>(
         self: &'a Arc<Self>,
         item: Item,
@@ -264,8 +336,8 @@ impl Hub {
         }
     }
 
-    /// Copies one image with the task's shared copier, at most `concurrency` at once. Returns
-    /// whether the item ended (false: cancelled and given back).
+    /// Copies one image with the task's shared copier (under a turn: at most `concurrency` at
+    /// once). Returns whether the item ended (false: cancelled and given back).
     async fn copy_image(&self, engine: &ImageEngine, item: &Item) -> bool {
         let job = match payload::image_job(item) {
             Ok(j) => j,
@@ -276,10 +348,7 @@ impl Hub {
         };
         let copied = tokio::select! {
             _ = engine.cancel.cancelled() => Err(dth_oci::Error::Cancelled),
-            r = async {
-                let _slot = engine.slots.acquire().await.map_err(|_| dth_oci::Error::Cancelled)?;
-                engine.copier.copy(&job).await
-            } => r,
+            r = engine.copier.copy(&job) => r,
         };
         match copied {
             Ok((action, digest)) => {

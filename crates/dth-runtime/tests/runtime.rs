@@ -365,3 +365,72 @@ async fn dead_letters_raise_a_webhook_alarm() {
     );
     stop.cancel();
 }
+
+/// Runs one task per entry of `transfers` at once in one worker process (concurrency 16), each
+/// copying 12 objects from its own bucket through its own proxy that holds every object GET back
+/// 300 ms. Checks that every task copies and verifies all its objects, bytes included, and returns
+/// per task the most source GETs that were in flight at one time.
+async fn gets_in_flight(transfers: &[usize]) -> Vec<u64> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let peer = S3Peer::start(PeerKind::S3sFs).await;
+    peer.create_bucket("dst").await;
+    let hub = Hub::new(Arc::clone(&store), config("w1"));
+    let stop = start(&hub);
+    let mut tasks = Vec::new();
+    for (n, t) in transfers.iter().enumerate() {
+        let src = format!("src{n}");
+        peer.create_bucket(&src).await;
+        let objs: Vec<(String, usize)> = (0..12)
+            .map(|i| (format!("t{n}/o{i:02}"), 3000 + n * 500 + i * 100))
+            .collect();
+        let want = seed(&peer, &src, &objs).await;
+        let slow = Faults {
+            delay_object_gets: Duration::from_millis(300),
+            ..Faults::default()
+        };
+        let proxy = FaultProxy::start(&peer.endpoint_url(), slow).await;
+        let options = serde_json::json!({"transfers": t, "retries": 2, "server_side_copy": false});
+        let spec = task(
+            endpoint(&peer, &proxy.endpoint_url(), &src),
+            endpoint(&peer, &peer.endpoint_url(), "dst"),
+            serde_json::json!({"options": options}),
+        );
+        let id = hub.create_task(spec, "test").await.unwrap().id;
+        tasks.push((id, proxy, want));
+    }
+    let mut most = Vec::new();
+    for (id, proxy, want) in &tasks {
+        let status = wait_for(
+            store.as_ref(),
+            id,
+            &[TaskStatus::Done, TaskStatus::Error],
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(status, TaskStatus::Done, "{:?}", store.get_task(id).await);
+        let run = &store.list_runs(id, 10).await.unwrap()[0];
+        let c = store.run_counters(run.id).await.unwrap();
+        assert_eq!((c.found, c.copied, c.dead), (12, 12, 0), "{c:?}");
+        let items = store.list_items(run.id, None, 0, 100).await.unwrap();
+        assert!(items.iter().all(|i| i.verification.is_some()), "{items:?}");
+        assert_copied(&peer, "dst", want).await;
+        most.push(proxy.stats().max_object_gets_in_flight);
+    }
+    stop.cancel();
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_bounds_a_tasks_objects_in_flight_per_worker() {
+    let most = gets_in_flight(&[2]).await;
+    assert!((1..=2).contains(&most[0]), "{most:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_at_its_transfers_leaves_the_other_slots_to_other_tasks() {
+    // The first task is created first, so its items are ahead in the queue.
+    let most = gets_in_flight(&[2, 8]).await;
+    assert!((1..=2).contains(&most[0]), "{most:?}");
+    assert!(most[1] > 2, "{most:?}");
+}

@@ -52,6 +52,8 @@ pub struct Faults {
     /// Object GETs and HEADs whose path contains this text are answered `403 AccessDenied`, every
     /// time (a permanent error, as for an object the credentials may not read).
     pub deny_path_containing: Option<String>,
+    /// Every object GET is held this long before it is answered (a slow source); zero for none.
+    pub delay_object_gets: Duration,
 }
 
 /// What a [`FaultProxy`] has seen and done since it started.
@@ -67,6 +69,9 @@ pub struct ProxyStats {
     pub truncated: u64,
     /// Requests answered with an injected `403 AccessDenied`.
     pub denied: u64,
+    /// The most object GETs in flight at one time (from their arrival until their answer's body
+    /// is sent or dropped).
+    pub max_object_gets_in_flight: u64,
 }
 
 impl ProxyStats {
@@ -97,6 +102,8 @@ struct Shared {
     corrupted: AtomicU64,
     truncated: AtomicU64,
     denied: AtomicU64,
+    gets_in_flight: AtomicU64,
+    max_gets_in_flight: AtomicU64,
 }
 
 struct FaultState {
@@ -104,6 +111,7 @@ struct FaultState {
     corrupt_left: usize,
     truncate_left: usize,
     deny: Option<String>,
+    delay_gets: Duration,
     rng: StdRng,
 }
 
@@ -114,6 +122,7 @@ impl FaultState {
             corrupt_left: faults.corrupt_get_bodies,
             truncate_left: faults.truncate_get_bodies,
             deny: faults.deny_path_containing.clone(),
+            delay_gets: faults.delay_object_gets,
             rng: StdRng::seed_from_u64(faults.seed),
         }
     }
@@ -158,6 +167,8 @@ impl FaultProxy {
             corrupted: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
             denied: AtomicU64::new(0),
+            gets_in_flight: AtomicU64::new(0),
+            max_gets_in_flight: AtomicU64::new(0),
         });
 
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -187,6 +198,7 @@ impl FaultProxy {
             corrupted: s.corrupted.load(Ordering::SeqCst),
             truncated: s.truncated.load(Ordering::SeqCst),
             denied: s.denied.load(Ordering::SeqCst),
+            max_object_gets_in_flight: s.max_gets_in_flight.load(Ordering::SeqCst),
         }
     }
 
@@ -213,10 +225,56 @@ impl std::fmt::Debug for FaultProxy {
     }
 }
 
-/// Accepts connections until aborted; aborting drops the JoinSet, which aborts every connection.
+/// Answers one request; an object GET is counted in flight until its answer's body is done, and
+/// held back by the configured delay first.
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    if !is_object_get(req.method(), req.uri()) {
+        return answer(shared, req, false).await;
+    }
+    let in_flight = InFlight::enter(&shared);
+    let delay = shared
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .delay_gets;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let response = answer(shared, req, true).await?;
+    Ok(response.map(move |body| {
+        body.map_frame(move |frame| {
+            let _counted = &in_flight;
+            frame
+        })
+        .boxed()
+    }))
+}
+
+/// One object GET being answered: counted in flight until dropped.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>) -> InFlight {
+        let now = shared.gets_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_gets_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(Arc::clone(shared))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.gets_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Answers one request with a fault or the upstream's answer.
+async fn answer(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    object_get: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     shared.requests.fetch_add(1, Ordering::SeqCst);
 
@@ -248,7 +306,6 @@ async fn handle(
         return Ok(access_denied());
     }
 
-    let object_get = is_object_get(req.method(), req.uri());
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts
         .uri
