@@ -22,6 +22,10 @@
 //! [`PgServer`] runs a real PostgreSQL (Debian's binaries, `initdb` into a temporary directory) for
 //! the store's tests.
 //!
+//! [`OidcProvider`] runs a real OpenID Connect provider (npm `oidc-provider` under `node`) with
+//! given clients and accounts, and signs a user in through its login and consent forms, for the
+//! hub's sign-in tests.
+//!
 //! Peers and proxies stop when dropped; peer processes are also killed if the test process dies.
 //!
 //! ```no_run
@@ -40,11 +44,14 @@
 //! # }
 //! ```
 
+/// A real OpenID Connect provider (npm `oidc-provider`) and a browser that signs in through it.
+pub mod oidc;
 mod peer;
 mod postgres;
 mod proxy;
 mod registry;
 
+pub use oidc::{OidcAccount, OidcClientConfig, OidcProvider};
 pub use peer::{PeerKind, S3Peer, tools_dir, workspace_root};
 pub use postgres::PgServer;
 pub use proxy::{FaultProxy, Faults, ProxyStats};

@@ -1,4 +1,5 @@
-//! Smoke test of every peer and of the fault proxy in front of it.
+//! Smoke test of every peer and of the fault proxy in front of it, and of the OpenID Connect
+//! provider (a whole authorization code flow with PKCE).
 //!
 //! Needs the peers from `scripts/install-peers` (see `dth_testkit::tools_dir`).
 
@@ -293,4 +294,223 @@ async fn peers_stop_on_drop() {
     drop(peer);
     assert!(std::net::TcpStream::connect(&addr).is_err(), "port closed");
     assert!(!data.exists(), "data removed");
+}
+
+mod oidc {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use dth_testkit::{OidcAccount, OidcClientConfig, OidcProvider};
+    use rand::Rng;
+    use reqwest::Url;
+    use serde_json::Value;
+    use sha2::{Digest, Sha256};
+
+    const REDIRECT_URI: &str = "http://127.0.0.1:9/auth/oidc/callback";
+
+    fn client() -> OidcClientConfig {
+        OidcClientConfig {
+            client_id: "dth-hub".into(),
+            client_secret: "dth-hub-secret".into(),
+            redirect_uri: REDIRECT_URI.into(),
+        }
+    }
+
+    fn alice() -> OidcAccount {
+        OidcAccount {
+            login: "alice".into(),
+            email: "alice@example.org".into(),
+            email_verified: false,
+            name: "Alice Liddell".into(),
+            groups: vec!["dth-admins".into(), "ops".into()],
+        }
+    }
+
+    fn random_token() -> String {
+        let bytes: [u8; 32] = rand::thread_rng().r#gen();
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    async fn discovery(provider: &OidcProvider) -> Value {
+        let response = http().get(provider.discovery_url()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    struct Flow {
+        state: String,
+        nonce: String,
+        verifier: String,
+    }
+
+    impl Flow {
+        fn new() -> Flow {
+            Flow {
+                state: random_token(),
+                nonce: random_token(),
+                verifier: random_token(),
+            }
+        }
+
+        /// The URL the hub would redirect the user to.
+        fn authorize_url(&self, doc: &Value, client: &OidcClientConfig) -> String {
+            let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(self.verifier.as_bytes()));
+            let mut url = Url::parse(doc["authorization_endpoint"].as_str().unwrap()).unwrap();
+            url.query_pairs_mut()
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &client.client_id)
+                .append_pair("redirect_uri", &client.redirect_uri)
+                .append_pair("scope", "openid email profile groups")
+                .append_pair("state", &self.state)
+                .append_pair("nonce", &self.nonce)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            url.into()
+        }
+    }
+
+    /// Signs `login` in and returns the code from the redirect, checking `state` and `iss`.
+    async fn code_for(provider: &OidcProvider, flow: &Flow, login: &str) -> String {
+        let doc = discovery(provider).await;
+        let location = provider
+            .sign_in(&flow.authorize_url(&doc, &client()), login)
+            .await;
+        assert!(
+            location.starts_with(&format!("{REDIRECT_URI}?")),
+            "{location}"
+        );
+        let params: Vec<(String, String)> = Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {name} in {location}"))
+        };
+        assert_eq!(param("state"), flow.state);
+        assert_eq!(param("iss"), provider.issuer());
+        param("code")
+    }
+
+    /// POSTs the code to the token endpoint, the secret in the Authorization header (`basic`) or in
+    /// the form (`client_secret_post`).
+    async fn exchange(
+        doc: &Value,
+        code: &str,
+        verifier: &str,
+        basic: bool,
+    ) -> (reqwest::StatusCode, Value) {
+        let client = client();
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", verifier),
+        ];
+        let mut request = http().post(doc["token_endpoint"].as_str().unwrap());
+        if basic {
+            request = request.basic_auth(&client.client_id, Some(&client.client_secret));
+        } else {
+            form.push(("client_id", &client.client_id));
+            form.push(("client_secret", &client.client_secret));
+        }
+        let response = request.form(&form).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    fn id_token_claims(tokens: &Value) -> Value {
+        let id_token = tokens["id_token"].as_str().expect("an id_token");
+        let payload = id_token.split('.').nth(1).expect("a JWT");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn oidc_provider_code_flow_with_pkce() {
+        let provider = OidcProvider::start(&[client()], &[alice()]).await;
+        assert!(provider.issuer().starts_with("http://127.0.0.1:"));
+        let doc = discovery(&provider).await;
+        assert_eq!(doc["issuer"], provider.issuer());
+        let methods = doc["code_challenge_methods_supported"].as_array().unwrap();
+        assert!(methods.iter().any(|m| m == "S256"), "{doc}");
+        for scope in ["openid", "email", "profile", "groups"] {
+            assert!(
+                doc["scopes_supported"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s == scope),
+                "{scope}: {doc}"
+            );
+        }
+
+        let flow = Flow::new();
+        let code = code_for(&provider, &flow, "alice").await;
+
+        // PKCE: a wrong verifier is refused. oidc-provider checks it before it consumes the
+        // code, so the code still works afterwards.
+        let wrong = Flow::new().verifier;
+        let (status, error) = exchange(&doc, &code, &wrong, true).await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"], "invalid_grant", "{error}");
+
+        let (status, tokens) = exchange(&doc, &code, &flow.verifier, true).await;
+        assert_eq!(status, 200, "{tokens}");
+        assert_eq!(tokens["token_type"], "Bearer");
+        let claims = id_token_claims(&tokens);
+        assert_eq!(claims["iss"], provider.issuer(), "{claims}");
+        assert_eq!(claims["aud"], "dth-hub", "{claims}");
+        assert_eq!(claims["sub"], "alice", "{claims}");
+        assert_eq!(claims["nonce"], flow.nonce.as_str(), "{claims}");
+        assert_eq!(claims["email"], "alice@example.org", "{claims}");
+        assert_eq!(claims["email_verified"], false, "{claims}");
+        assert_eq!(claims["name"], "Alice Liddell", "{claims}");
+        assert_eq!(
+            claims["groups"],
+            serde_json::json!(["dth-admins", "ops"]),
+            "{claims}"
+        );
+
+        // Codes are single-use, whichever way the client authenticates.
+        let (status, error) = exchange(&doc, &code, &flow.verifier, false).await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"], "invalid_grant", "{error}");
+    }
+
+    #[tokio::test]
+    async fn oidc_provider_signs_in_unknown_logins_with_defaults() {
+        let provider = OidcProvider::start(&[client()], &[alice()]).await;
+        let doc = discovery(&provider).await;
+        let flow = Flow::new();
+        let code = code_for(&provider, &flow, "bob@example.org").await;
+        let (status, tokens) = exchange(&doc, &code, &flow.verifier, false).await;
+        assert_eq!(status, 200, "{tokens}");
+        let claims = id_token_claims(&tokens);
+        assert_eq!(claims["sub"], "bob@example.org", "{claims}");
+        assert_eq!(claims["email"], "bob@example.org", "{claims}");
+        assert_eq!(claims["email_verified"], true, "{claims}");
+        assert_eq!(claims["name"], "bob@example.org", "{claims}");
+        assert_eq!(claims["groups"], serde_json::json!([]), "{claims}");
+        assert_eq!(claims["nonce"], flow.nonce.as_str(), "{claims}");
+    }
+
+    #[tokio::test]
+    async fn oidc_provider_stops_on_drop() {
+        let provider = OidcProvider::start(&[client()], &[]).await;
+        let addr = format!("127.0.0.1:{}", provider.port());
+        assert!(std::net::TcpStream::connect(&addr).is_ok());
+        drop(provider);
+        assert!(std::net::TcpStream::connect(&addr).is_err(), "port closed");
+    }
 }
