@@ -16,6 +16,7 @@ mod endpoint;
 mod image;
 mod options;
 mod outcome;
+mod secret;
 mod size;
 mod task;
 
@@ -27,6 +28,7 @@ pub use image::{
 };
 pub use options::{CompareMode, Sse, SyncOptions};
 pub use outcome::{Action, Verification};
+pub use secret::{AccessKey, RegistryLogin, SecretValue, check_secret_name};
 pub use size::parse_size;
 pub use task::{
     AlarmTarget, DEFAULT_GIANT_THRESHOLD, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, ItemKind, ItemState,

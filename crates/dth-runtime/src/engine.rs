@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use dth_model::{Credentials, EndpointSpec, ImageSync, Job, RegistryCredentials, S3Job, TaskSpec};
+use dth_model::{
+    Credentials, EndpointSpec, ImageSync, Job, RegistryCredentials, S3Job, SecretValue, TaskSpec,
+};
 use dth_oci::open::OpenedSync;
 use dth_s3::{Copier, Endpoint, Side, Stats};
 use dth_store::Store;
-use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -99,15 +100,6 @@ pub(crate) struct Engines {
     map: Mutex<HashMap<String, (i64, Arc<TaskEngine>)>>,
     /// Per task, the parent of every engine's cancellation token.
     tokens: Mutex<HashMap<String, CancellationToken>>,
-}
-
-/// The JSON form of an access key kept as a hub secret.
-#[derive(Deserialize)]
-struct AccessKey {
-    access_key_id: String,
-    secret_access_key: String,
-    #[serde(default)]
-    session_token: Option<String>,
 }
 
 impl Engines {
@@ -211,13 +203,6 @@ pub(crate) async fn connect(store: &dyn Store, job: &S3Job) -> Result<(Endpoint,
     ))
 }
 
-/// The JSON form of registry credentials kept as a hub secret.
-#[derive(Deserialize)]
-struct RegistryLogin {
-    username: String,
-    password: String,
-}
-
 /// Connects both registries of an image job, secrets resolved (the same credentials for every
 /// host of a side; ECR uses the process's AWS credentials).
 pub(crate) async fn open_images(store: &dyn Store, job: &ImageSync) -> Result<OpenedSync, Error> {
@@ -241,11 +226,11 @@ async fn registry_login(
             let value = store.secret(name).await?.ok_or_else(|| {
                 Error::BadRequest(format!("secret {name:?} does not exist; create it first"))
             })?;
-            let login: RegistryLogin = serde_json::from_slice(&value.0).map_err(|_| {
-                Error::BadRequest(format!(
-                    "secret {name:?} is not a registry login (JSON with username and password)"
-                ))
-            })?;
+            let Some(SecretValue::RegistryLogin(login)) = SecretValue::from_bytes(&value.0) else {
+                return Err(Error::BadRequest(format!(
+                    "secret {name:?} is not a registry login (username and password)"
+                )));
+            };
             Some(dth_oci::registry::Credentials::new(
                 login.username,
                 login.password,
@@ -262,11 +247,11 @@ pub(crate) async fn resolve(store: &dyn Store, spec: &EndpointSpec) -> Result<En
     let value = store.secret(name).await?.ok_or_else(|| {
         Error::BadRequest(format!("secret {name:?} does not exist; create it first"))
     })?;
-    let key: AccessKey = serde_json::from_slice(&value.0).map_err(|_| {
-        Error::BadRequest(format!(
-            "secret {name:?} is not an access key (JSON with access_key_id and secret_access_key)"
-        ))
-    })?;
+    let Some(SecretValue::AccessKey(key)) = SecretValue::from_bytes(&value.0) else {
+        return Err(Error::BadRequest(format!(
+            "secret {name:?} is not an access key (access_key_id and secret_access_key)"
+        )));
+    };
     let mut spec = spec.clone();
     spec.credentials = Credentials::Static {
         access_key_id: key.access_key_id,

@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dth_model::{Credentials, ItemState, Job, RegistryCredentials, TaskSpec, TaskStatus};
-use dth_store::{NewEvent, NewTask, Store, Task, now_ms};
+use dth_model::{
+    AccessKey, Credentials, ItemState, Job, RegistryCredentials, RegistryLogin, SecretValue,
+    TaskSpec, TaskStatus, check_secret_name,
+};
+use dth_store::{NewEvent, NewTask, SecretInfo, Store, Task, now_ms};
 use tokio::sync::Notify;
 
 use crate::Error;
@@ -236,9 +239,34 @@ impl Hub {
         Ok(())
     }
 
+    /// Stores a secret under a name (replacing one of the same name); audited, the value never
+    /// logged.
+    pub async fn put_secret(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        actor: &str,
+    ) -> Result<(), Error> {
+        check_secret_name(name).map_err(Error::BadRequest)?;
+        self.store.put_secret(name, &value.to_bytes()).await?;
+        self.audit(
+            "secret.stored",
+            actor,
+            &format!("{} {name:?} stored", value.kind()),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Names and times of the stored secrets (never their values).
+    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, Error> {
+        Ok(self.store.list_secrets().await?)
+    }
+
     /// Deletes a secret no task refers to; a secret in use is refused (Conflict, naming the
     /// tasks). Returns whether it existed.
-    pub async fn delete_secret(&self, name: &str) -> Result<bool, Error> {
+    pub async fn delete_secret(&self, name: &str, actor: &str) -> Result<bool, Error> {
+        check_secret_name(name).map_err(Error::BadRequest)?;
         let users: Vec<String> = self
             .store
             .list_tasks()
@@ -256,7 +284,12 @@ impl Hub {
                 users.join(", ")
             )));
         }
-        Ok(self.store.delete_secret(name).await?)
+        let existed = self.store.delete_secret(name).await?;
+        if existed {
+            self.audit("secret.deleted", actor, &format!("secret {name:?} deleted"))
+                .await;
+        }
+        Ok(existed)
     }
 
     /// Queues dead items of a run again (all, or these ids).
@@ -352,10 +385,10 @@ impl Hub {
                     } = &e.credentials
                     {
                         let name = format!("task-{tag:08x}-{side}");
-                        let value = serde_json::json!({
-                            "access_key_id": access_key_id,
-                            "secret_access_key": secret_access_key,
-                            "session_token": session_token,
+                        let value = SecretValue::AccessKey(AccessKey {
+                            access_key_id: access_key_id.clone(),
+                            secret_access_key: secret_access_key.clone(),
+                            session_token: session_token.clone(),
                         });
                         e.credentials = Credentials::Secret { name: name.clone() };
                         clear.push((name, value));
@@ -369,7 +402,10 @@ impl Hub {
                 ] {
                     if let RegistryCredentials::Basic { username, password } = &e.credentials {
                         let name = format!("task-{tag:08x}-{side}");
-                        let value = serde_json::json!({"username": username, "password": password});
+                        let value = SecretValue::RegistryLogin(RegistryLogin {
+                            username: username.clone(),
+                            password: password.clone(),
+                        });
                         e.credentials = RegistryCredentials::Secret { name: name.clone() };
                         clear.push((name, value));
                     }
@@ -378,11 +414,7 @@ impl Hub {
         }
         let mut moved: Vec<String> = Vec::new();
         for (name, value) in clear {
-            if let Err(e) = self
-                .store
-                .put_secret(&name, value.to_string().as_bytes())
-                .await
-            {
+            if let Err(e) = self.store.put_secret(&name, &value.to_bytes()).await {
                 for name in &moved {
                     let _ = self.store.delete_secret(name).await;
                 }
@@ -391,6 +423,24 @@ impl Hub {
             moved.push(name);
         }
         Ok(moved)
+    }
+
+    /// Appends an event that concerns no task (secrets, accounts) to the log; a failure is logged,
+    /// not returned.
+    pub(crate) async fn audit(&self, kind: &str, actor: &str, message: &str) {
+        let res = self
+            .store
+            .add_event(NewEvent {
+                task_id: None,
+                run_id: None,
+                kind: kind.to_string(),
+                actor: actor.to_string(),
+                message: message.to_string(),
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(kind, "event log: {e}");
+        }
     }
 
     /// Appends to the event log; a failure is logged, not returned.

@@ -26,7 +26,7 @@ use crate::views;
         views::TaskView, views::TaskDetail, views::EventView, views::RunView, views::RunDetail,
         views::ItemView, views::SecretView, dth_model::RunCounters,
         tasks::TaskSpecDoc, runs::ItemsPage, runs::RetryRequest, runs::Retried,
-        secrets::SecretBody, secrets::RegistryLoginBody, secrets::SecretValue,
+        dth_model::SecretValue, dth_model::AccessKey, dth_model::RegistryLogin,
     )),
     modifiers(&BearerAuth),
     tags(
