@@ -11,6 +11,7 @@ Secrets never leave through `Debug`: [`Credentials`] prints `[REDACTED]` in plac
 */
 #![deny(missing_docs)]
 
+mod access;
 mod counters;
 mod endpoint;
 mod image;
@@ -20,6 +21,7 @@ mod secret;
 mod size;
 mod task;
 
+pub use access::{Actor, AuthMethod, Denied, Role};
 pub use counters::RunCounters;
 pub use endpoint::{Credentials, EndpointSpec, ParseError, Provider, S3Url};
 pub use image::{

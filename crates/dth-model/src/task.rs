@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{DEFAULT_IMAGE_ATTEMPTS, EndpointSpec, ImageSync, ParseError, SyncOptions};
 
@@ -360,6 +361,61 @@ impl ItemState {
 
 /// Lease length workers use unless told otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// Reads a task spec, naming the field at fault. Serde loses the path inside the flattened job
+/// (`unknown variant` without saying where), so on failure each part is read again on its own.
+impl TaskSpec {
+    /// Reads a task spec from JSON (the API's body). The error names the field at fault:
+    /// `invalid task spec: source.url: …`.
+    pub fn from_json(body: &Value) -> Result<TaskSpec, String> {
+        parse_spec(body)
+    }
+}
+
+fn parse_spec(body: &Value) -> Result<TaskSpec, String> {
+    let whole = match located::<TaskSpec>("", body) {
+        Ok(spec) => return Ok(spec),
+        Err(message) => message,
+    };
+    let part = |field: &str| -> Option<String> {
+        let v = body.get(field)?;
+        let images = body.get("kind").and_then(Value::as_str) == Some("image");
+        match field {
+            "source" | "destination" if images => located::<crate::ImageEndpoint>(field, v).err(),
+            "source" | "destination" => located::<crate::EndpointSpec>(field, v).err(),
+            "options" => located::<crate::SyncOptions>(field, v).err(),
+            "schedule" => located::<Schedule>(field, v).err(),
+            _ => located::<Vec<AlarmTarget>>(field, v).err(),
+        }
+    };
+    let message = ["source", "destination", "options", "schedule", "alarms"]
+        .into_iter()
+        .find_map(part)
+        .unwrap_or_else(|| {
+            // The job's tag is read through `flatten`, which drops the path.
+            if whole.starts_with("unknown variant") && body.get("kind").is_some() {
+                format!("kind: {whole}")
+            } else {
+                whole
+            }
+        });
+    Err(format!("invalid task spec: {message}"))
+}
+
+/// Deserializes `v`; on failure the message starts with the path of the field at fault under
+/// `field`.
+fn located<T: serde::de::DeserializeOwned>(field: &str, v: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(v.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let path = match (field, path.as_str()) {
+            ("", ".") => String::new(),
+            ("", p) => format!("{p}: "),
+            (f, ".") => format!("{f}: "),
+            (f, p) => format!("{f}.{p}: "),
+        };
+        format!("{path}{}", e.inner())
+    })
+}
 
 #[cfg(test)]
 mod tests {

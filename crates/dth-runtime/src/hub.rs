@@ -7,10 +7,12 @@ use dth_model::{
     AccessKey, Credentials, ItemState, Job, RegistryCredentials, RegistryLogin, SecretValue,
     TaskSpec, TaskStatus, check_secret_name,
 };
-use dth_store::{NewEvent, NewTask, SecretInfo, Store, Task, now_ms};
+use dth_model::{Actor, Role, RunCounters};
+use dth_store::{Event, Item, NewEvent, NewTask, Run, SecretInfo, Store, Task, now_ms};
 use tokio::sync::Notify;
 
 use crate::Error;
+use crate::access::AccessConfig;
 use crate::alarm::{Alarms, SmtpConfig};
 use crate::engine::{Engines, connect};
 use crate::payload;
@@ -34,6 +36,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Mail server for email alarms.
     pub smtp: Option<SmtpConfig>,
+    /// Sign-in, sessions and tokens.
+    pub access: AccessConfig,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             retry_base: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             smtp: None,
+            access: AccessConfig::default(),
         }
     }
 }
@@ -125,7 +130,15 @@ impl Hub {
     /// Validates and creates a task; its first run is due at once. Nothing is created on bad input.
     /// Access keys given in clear are moved into the store's secrets first, so the stored spec (and
     /// every view of it) holds only a secret's name.
-    pub async fn create_task(&self, mut spec: TaskSpec, actor: &str) -> Result<Task, Error> {
+    /// The spec is read from JSON here, after the role check, so a caller without the role learns
+    /// nothing from validation.
+    pub async fn create_task(
+        &self,
+        actor: &Actor,
+        spec: &serde_json::Value,
+    ) -> Result<Task, Error> {
+        actor.require(Role::Operator)?;
+        let mut spec = TaskSpec::from_json(spec).map_err(Error::BadRequest)?;
         spec.validate()?;
         if let Job::Image(job) = &spec.job {
             dth_oci::open::check(job).map_err(|e| Error::BadRequest(e.to_string()))?;
@@ -160,11 +173,11 @@ impl Hub {
                 return Err(e);
             }
         };
-        self.event(
-            &task.id,
-            None,
-            "task.created",
+        self.audit(
             actor,
+            "task.created",
+            Some(&task.id),
+            None,
             &format!("task {:?} created", spec.name),
         )
         .await;
@@ -173,7 +186,8 @@ impl Hub {
     }
 
     /// Starts a stopped, done or failed task, or runs an active one again now.
-    pub async fn start_task(&self, id: &str, actor: &str) -> Result<Task, Error> {
+    pub async fn start_task(&self, actor: &Actor, id: &str) -> Result<Task, Error> {
+        actor.require(Role::Operator)?;
         let task = self.task(id).await?;
         if task.status == TaskStatus::Stopping {
             return Err(Error::Conflict(format!("task {id} is still stopping")));
@@ -184,14 +198,21 @@ impl Hub {
                 .await?;
         }
         self.store.set_next_run(id, Some(now_ms())).await?;
-        self.event(id, None, "task.started", actor, "started").await;
+        self.audit(actor, "task.started", Some(id), None, "started")
+            .await;
         self.wake.notify_waiters();
         self.task(id).await
     }
 
     /// Stops a task: no new runs, its runs stopped, work in flight cancelled, open uploads of giant
     /// objects aborted.
-    pub async fn stop_task(&self, id: &str, actor: &str) -> Result<Task, Error> {
+    pub async fn stop_task(&self, actor: &Actor, id: &str) -> Result<Task, Error> {
+        actor.require(Role::Operator)?;
+        self.stop(id, &actor.label()).await
+    }
+
+    /// Stops a task on behalf of `actor` (a label: the scheduler stops tasks too).
+    pub(crate) async fn stop(&self, id: &str, actor: &str) -> Result<Task, Error> {
         let task = self.task(id).await?;
         if matches!(task.status, TaskStatus::Stopped) {
             return Ok(task);
@@ -223,8 +244,9 @@ impl Hub {
 
     /// Stops and deletes a task with its runs and items.
     /// The secrets the hub made from the task's clear keys go with it.
-    pub async fn delete_task(&self, id: &str, actor: &str) -> Result<(), Error> {
-        let task = self.stop_task(id, actor).await?;
+    pub async fn delete_task(&self, actor: &Actor, id: &str) -> Result<(), Error> {
+        actor.require(Role::Operator)?;
+        let task = self.stop(id, &actor.label()).await?;
         if !self.store.delete_task(id).await? {
             return Err(Error::NotFound(format!("task {id}")));
         }
@@ -235,23 +257,34 @@ impl Hub {
                 }
             }
         }
-        tracing::info!(task = id, actor, "task deleted");
+        self.audit(
+            actor,
+            "task.deleted",
+            Some(id),
+            None,
+            &format!("task {:?} deleted", task.name),
+        )
+        .await;
         Ok(())
     }
 
-    /// Stores a secret under a name (replacing one of the same name); audited, the value never
-    /// logged.
+    /// Stores a secret (JSON of an access key or a registry login, read after the role check)
+    /// under a name, replacing one of the same name; audited, the value never logged.
     pub async fn put_secret(
         &self,
+        actor: &Actor,
         name: &str,
-        value: &SecretValue,
-        actor: &str,
+        value: &serde_json::Value,
     ) -> Result<(), Error> {
+        actor.require(Role::Operator)?;
         check_secret_name(name).map_err(Error::BadRequest)?;
+        let value = SecretValue::from_json(value.clone()).map_err(Error::BadRequest)?;
         self.store.put_secret(name, &value.to_bytes()).await?;
         self.audit(
-            "secret.stored",
             actor,
+            "secret.stored",
+            None,
+            Some(name),
             &format!("{} {name:?} stored", value.kind()),
         )
         .await;
@@ -259,13 +292,15 @@ impl Hub {
     }
 
     /// Names and times of the stored secrets (never their values).
-    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, Error> {
+    pub async fn list_secrets(&self, actor: &Actor) -> Result<Vec<SecretInfo>, Error> {
+        actor.require(Role::Operator)?;
         Ok(self.store.list_secrets().await?)
     }
 
     /// Deletes a secret no task refers to; a secret in use is refused (Conflict, naming the
     /// tasks). Returns whether it existed.
-    pub async fn delete_secret(&self, name: &str, actor: &str) -> Result<bool, Error> {
+    pub async fn delete_secret(&self, actor: &Actor, name: &str) -> Result<bool, Error> {
+        actor.require(Role::Operator)?;
         check_secret_name(name).map_err(Error::BadRequest)?;
         let users: Vec<String> = self
             .store
@@ -286,8 +321,14 @@ impl Hub {
         }
         let existed = self.store.delete_secret(name).await?;
         if existed {
-            self.audit("secret.deleted", actor, &format!("secret {name:?} deleted"))
-                .await;
+            self.audit(
+                actor,
+                "secret.deleted",
+                None,
+                Some(name),
+                &format!("secret {name:?} deleted"),
+            )
+            .await;
         }
         Ok(existed)
     }
@@ -295,25 +336,92 @@ impl Hub {
     /// Queues dead items of a run again (all, or these ids).
     pub async fn retry_dead(
         &self,
+        actor: &Actor,
         run_id: i64,
         ids: Option<&[i64]>,
-        actor: &str,
     ) -> Result<u64, Error> {
+        actor.require(Role::Operator)?;
         let run = self
             .store
             .get_run(run_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
         let n = self.store.retry_dead(run_id, ids).await?;
-        self.event(
+        self.event_by(
+            actor,
             &run.task_id,
             Some(run_id),
             "items.retried",
-            actor,
             &format!("{n} dead items queued again"),
         )
         .await;
         Ok(n)
+    }
+
+    /// Every task, newest first (viewer).
+    pub async fn tasks(&self, actor: &Actor) -> Result<Vec<Task>, Error> {
+        actor.require(Role::Viewer)?;
+        Ok(self.store.list_tasks().await?)
+    }
+
+    /// One task (viewer).
+    pub async fn get_task(&self, actor: &Actor, id: &str) -> Result<Task, Error> {
+        actor.require(Role::Viewer)?;
+        self.task(id).await
+    }
+
+    /// A task's runs, newest first (viewer).
+    pub async fn runs(&self, actor: &Actor, task_id: &str, limit: u32) -> Result<Vec<Run>, Error> {
+        actor.require(Role::Viewer)?;
+        self.task(task_id).await?;
+        Ok(self.store.list_runs(task_id, limit).await?)
+    }
+
+    /// One run with its counters (viewer).
+    pub async fn run(&self, actor: &Actor, id: i64) -> Result<(Run, RunCounters), Error> {
+        actor.require(Role::Viewer)?;
+        let run = self
+            .store
+            .get_run(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+        let counters = self.store.run_counters(id).await?;
+        Ok((run, counters))
+    }
+
+    /// A run's items, optionally in one state, by id after `after_id` (viewer).
+    pub async fn items(
+        &self,
+        actor: &Actor,
+        run_id: i64,
+        state: Option<ItemState>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Item>, Error> {
+        actor.require(Role::Viewer)?;
+        self.run(actor, run_id).await?;
+        Ok(self
+            .store
+            .list_items(run_id, state, after_id, limit)
+            .await?)
+    }
+
+    /// A task's events, newest first (viewer).
+    pub async fn task_events(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        actor.require(Role::Viewer)?;
+        self.task(task_id).await?;
+        Ok(self.store.list_events(Some(task_id), limit).await?)
+    }
+
+    /// Whether the store answers (for health checks; no actor needed).
+    pub async fn store_answers(&self) -> Result<(), Error> {
+        self.store.count_users().await?;
+        Ok(())
     }
 
     pub(crate) async fn task(&self, id: &str) -> Result<Task, Error> {
@@ -425,21 +533,29 @@ impl Hub {
         Ok(moved)
     }
 
-    /// Appends an event that concerns no task (secrets, accounts) to the log; a failure is logged,
-    /// not returned.
-    pub(crate) async fn audit(&self, kind: &str, actor: &str, message: &str) {
+    /// Records what an actor did to a run of a task; a failure is logged, not returned.
+    async fn event_by(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        run_id: Option<i64>,
+        kind: &str,
+        message: &str,
+    ) {
         let res = self
             .store
             .add_event(NewEvent {
-                task_id: None,
-                run_id: None,
+                task_id: Some(task_id.to_string()),
+                run_id,
                 kind: kind.to_string(),
-                actor: actor.to_string(),
+                actor: actor.label(),
                 message: message.to_string(),
+                target: None,
+                client: actor.client.clone(),
             })
             .await;
         if let Err(e) = res {
-            tracing::warn!(kind, "event log: {e}");
+            tracing::warn!(task = task_id, "event log: {e}");
         }
     }
 
@@ -460,6 +576,8 @@ impl Hub {
                 kind: kind.to_string(),
                 actor: actor.to_string(),
                 message: message.to_string(),
+                target: None,
+                client: None,
             })
             .await;
         if let Err(e) = res {

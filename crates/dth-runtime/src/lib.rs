@@ -26,6 +26,7 @@ joins the store ([`dth_store`]) with the object engine ([`dth_s3`]) and the imag
 Run counters are never kept here: they come from item states in the store.
 */
 
+pub mod access;
 mod alarm;
 mod engine;
 mod finder;
@@ -46,6 +47,21 @@ pub enum Error {
     /// No such task, run or item.
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller is not who they claim (wrong password, unknown token).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller may not do this (a disabled or locked account, a role too low).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller's role is too low, or a temporary password must be changed first.
+    #[error(transparent)]
+    Denied(#[from] dth_model::Denied),
+    /// Too many failed sign-ins: try again after this many seconds.
+    #[error("too many failed sign-ins; try again in {retry_after} s")]
+    Throttled {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),

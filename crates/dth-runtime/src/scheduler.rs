@@ -67,7 +67,7 @@ impl Hub {
         }
         if let Ok(tasks) = self.store.list_tasks().await {
             for t in tasks.iter().filter(|t| t.status == TaskStatus::Stopping) {
-                if let Err(e) = self.stop_task(&t.id, "scheduler").await {
+                if let Err(e) = self.stop(&t.id, "scheduler").await {
                     tracing::error!(task = %t.id, "finishing a stop: {e}");
                 }
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use dth_model::{ItemState, TaskSpec, TaskStatus};
+use dth_model::{Actor, ItemState, TaskSpec, TaskStatus};
 use dth_runtime::{Config, Hub};
 use dth_store::{MasterKey, Store};
 use dth_testkit::{FaultProxy, Faults, PeerKind, PgServer, S3Peer};
@@ -148,17 +148,16 @@ async fn copies_with_exact_counters(store: Arc<dyn Store>) {
     let hub = Hub::new(Arc::clone(&store), config("w1"));
     let stop = start(&hub);
     let url = peer.endpoint_url();
-    let t = hub
-        .create_task(
-            task(
-                endpoint(&peer, &url, "src"),
-                endpoint(&peer, &url, "dst"),
-                serde_json::json!({}),
-            ),
-            "test",
-        )
-        .await
-        .unwrap();
+    let t = create(
+        &hub,
+        task(
+            endpoint(&peer, &url, "src"),
+            endpoint(&peer, &url, "dst"),
+            serde_json::json!({}),
+        ),
+    )
+    .await
+    .unwrap();
     // The stored spec holds no clear secret.
     assert!(!t.spec.to_string().contains(peer.secret_key()));
     let status = wait_for(
@@ -211,7 +210,7 @@ async fn copies_with_exact_counters(store: Arc<dyn Store>) {
     );
 
     // Run again: everything is up to date.
-    hub.start_task(&t.id, "test").await.unwrap();
+    hub.start_task(&Actor::system(), &t.id).await.unwrap();
     let t0 = Instant::now();
     loop {
         let runs = store.list_runs(&t.id, 10).await.unwrap();
@@ -315,17 +314,16 @@ async fn dead_letters_raise_a_webhook_alarm() {
     let (hook, mut bodies) = webhook_sink().await;
     let hub = Hub::new(Arc::clone(&store), config("w1"));
     let stop = start(&hub);
-    let t = hub
-        .create_task(
-            task(
-                endpoint(&peer, &proxy.endpoint_url(), "src"),
-                endpoint(&peer, &peer.endpoint_url(), "dst"),
-                serde_json::json!({"alarms": [{"kind": "webhook", "url": hook}], "max_attempts": 2}),
-            ),
-            "test",
-        )
-        .await
-        .unwrap();
+    let t = create(
+        &hub,
+        task(
+            endpoint(&peer, &proxy.endpoint_url(), "src"),
+            endpoint(&peer, &peer.endpoint_url(), "dst"),
+            serde_json::json!({"alarms": [{"kind": "webhook", "url": hook}], "max_attempts": 2}),
+        ),
+    )
+    .await
+    .unwrap();
     let status = wait_for(
         store.as_ref(),
         &t.id,
@@ -396,7 +394,7 @@ async fn gets_in_flight(transfers: &[usize]) -> Vec<u64> {
             endpoint(&peer, &peer.endpoint_url(), "dst"),
             serde_json::json!({"options": options}),
         );
-        let id = hub.create_task(spec, "test").await.unwrap().id;
+        let id = create(&hub, spec).await.unwrap().id;
         tasks.push((id, proxy, want));
     }
     let mut most = Vec::new();
@@ -433,4 +431,10 @@ async fn a_task_at_its_transfers_leaves_the_other_slots_to_other_tasks() {
     let most = gets_in_flight(&[2, 8]).await;
     assert!((1..=2).contains(&most[0]), "{most:?}");
     assert!(most[1] > 2, "{most:?}");
+}
+
+/// Creates a task as the hub itself.
+async fn create(hub: &Hub, spec: TaskSpec) -> Result<dth_store::Task, dth_runtime::Error> {
+    let spec = serde_json::to_value(spec).unwrap();
+    hub.create_task(&Actor::system(), &spec).await
 }

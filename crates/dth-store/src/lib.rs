@@ -43,9 +43,11 @@ mod secrets;
 mod sqlite;
 mod tasks;
 
-pub use accounts::AccountStore;
+pub use accounts::{
+    AccountStore, NewToken, NewUser, OidcPending, Session, TokenInfo, User, UserChange,
+};
 pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
-pub use events::{Event, EventStore, NewEvent};
+pub use events::{AuditFilter, Event, EventStore, NewEvent};
 pub use queue::{Ack, Acked, Item, NewItem, QueueStore, Retried, Retry};
 pub use runs::{Run, RunStore};
 pub use secrets::{SecretInfo, SecretStore, SecretValue};

@@ -16,7 +16,7 @@ pub(crate) const ITEM_COLS: &str = "id, run_id, task_id, kind, key, size, etag, 
      part_number, state, attempts, lease_owner, lease_expires_at, not_before, last_error, \
      bytes_done, dst_etag, verification, payload, created_at, updated_at";
 /// Columns of `events`.
-pub(crate) const EVENT_COLS: &str = "id, at, task_id, run_id, kind, actor, message";
+pub(crate) const EVENT_COLS: &str = "id, at, task_id, run_id, kind, actor, message, target, client";
 
 /// A failed statement, saying what was being done.
 pub(crate) fn db(what: impl std::fmt::Display) -> impl FnOnce(sqlx::Error) -> Error {
@@ -191,6 +191,8 @@ pub(crate) struct EventRow {
     kind: String,
     actor: String,
     message: String,
+    target: Option<String>,
+    client: Option<String>,
 }
 
 impl From<EventRow> for Event {
@@ -203,6 +205,8 @@ impl From<EventRow> for Event {
             kind: r.kind,
             actor: r.actor,
             message: r.message,
+            target: r.target,
+            client: r.client,
         }
     }
 }

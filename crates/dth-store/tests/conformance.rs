@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use dth_model::Role;
 use dth_model::{ItemKind, ItemState, RunStatus, TaskStatus, Trigger};
 use dth_store::{
-    Ack, Error, Item, MasterKey, NewEvent, NewItem, NewTask, Retry, Run, Store, Task, now_ms,
+    Ack, Error, Item, MasterKey, NewEvent, NewItem, NewTask, NewToken, NewUser, OidcPending, Retry,
+    Run, Session, Store, Task, UserChange, now_ms,
 };
 use dth_testkit::PgServer;
 use serde_json::json;
@@ -264,6 +266,8 @@ async fn delete_task_cascades(c: &Ctx) {
         kind: "task.created".into(),
         actor: "test".into(),
         message: "m".into(),
+        target: None,
+        client: None,
     };
     s.add_event(ev(&t.id)).await.unwrap();
     s.add_event(ev(&other.id)).await.unwrap();
@@ -1302,20 +1306,57 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 async fn tokens(c: &Ctx) {
     let s = &*c.store;
-    assert_eq!(s.count_tokens().await.unwrap(), 0);
-    s.add_token("admin", "tok-123").await.unwrap();
-    s.add_token("ci", "tok-456").await.unwrap();
-    assert_eq!(s.count_tokens().await.unwrap(), 2);
+    let user = s
+        .create_user(new_user("ci@example.com", Role::Operator))
+        .await
+        .unwrap();
+    let admin = s
+        .add_token(
+            &NewToken {
+                name: "admin".into(),
+                user_id: None,
+                role: Role::Admin,
+                expires_at: None,
+            },
+            "tok-123",
+        )
+        .await
+        .unwrap();
+    let ci = s
+        .add_token(
+            &NewToken {
+                name: "ci".into(),
+                user_id: Some(user.id.clone()),
+                role: Role::Viewer,
+                expires_at: Some(now_ms() + 1000),
+            },
+            "tok-456",
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        s.check_token("tok-123").await.unwrap().as_deref(),
-        Some("admin")
+        s.check_token("tok-123").await.unwrap().unwrap().name,
+        "admin"
     );
+    let found = s.check_token("tok-456").await.unwrap().unwrap();
     assert_eq!(
-        s.check_token("tok-456").await.unwrap().as_deref(),
-        Some("ci")
+        (found.id.as_str(), found.role, found.user_id.as_deref()),
+        (ci.id.as_str(), Role::Viewer, Some(user.id.as_str()))
     );
+    assert_eq!(found.expires_at, ci.expires_at);
     assert_eq!(s.check_token("tok-12").await.unwrap(), None);
     assert_eq!(s.check_token("").await.unwrap(), None);
+    assert_eq!(s.list_tokens(Some(&user.id)).await.unwrap().len(), 1);
+    assert_eq!(s.list_tokens(None).await.unwrap().len(), 2);
+    s.touch_token(&ci.id, 42).await.unwrap();
+    assert_eq!(
+        s.get_token(&ci.id).await.unwrap().unwrap().last_used_at,
+        Some(42)
+    );
+    assert!(s.revoke_token(&ci.id).await.unwrap());
+    assert!(!s.revoke_token(&ci.id).await.unwrap());
+    assert_eq!(s.check_token("tok-456").await.unwrap(), None);
+    assert_eq!(s.list_tokens(None).await.unwrap(), vec![admin]);
     // Stored hashed: the clear token is not in the table.
     use sqlx::Row;
     let q = "SELECT hash, name FROM api_tokens";
@@ -1342,6 +1383,171 @@ async fn tokens(c: &Ctx) {
     assert!(hashes.iter().all(|h| h.len() == 64 && !h.contains("tok-")));
 }
 
+fn new_user(email: &str, role: Role) -> NewUser {
+    NewUser {
+        email: email.into(),
+        name: "N".into(),
+        role,
+        password_hash: Some("$argon2id$fake".into()),
+        must_change_password: true,
+        oidc_subject: None,
+    }
+}
+
+async fn users_and_sessions(c: &Ctx) {
+    let s = &*c.store;
+    assert_eq!(s.count_users().await.unwrap(), 0);
+    let u = s
+        .create_user(new_user("Alice@Example.com", Role::Admin))
+        .await
+        .unwrap();
+    assert_eq!(u.email, "alice@example.com");
+    assert!(u.must_change_password && u.has_password && !u.disabled && !u.locked);
+    let dup = s
+        .create_user(new_user("ALICE@example.com", Role::Viewer))
+        .await;
+    assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
+    assert_eq!(
+        s.user_by_email(" alice@EXAMPLE.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        u.id
+    );
+    assert_eq!(
+        s.password_hash(&u.id).await.unwrap().as_deref(),
+        Some("$argon2id$fake")
+    );
+    s.set_password(&u.id, "$argon2id$new", false).await.unwrap();
+    assert!(
+        !s.get_user(&u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .must_change_password
+    );
+    let changed = s
+        .update_user(
+            &u.id,
+            &UserChange {
+                role: Some(Role::Operator),
+                disabled: Some(true),
+                language: Some(Some("zh-CN".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (changed.role, changed.disabled, changed.language.as_deref()),
+        (Role::Operator, true, Some("zh-CN"))
+    );
+    assert!(matches!(
+        s.update_user("nope", &UserChange::default()).await,
+        Err(Error::NotFound { .. })
+    ));
+    // Throttling counters: per account and per client; a success clears both.
+    assert_eq!(
+        s.record_signin_failure(Some(&u.id), "10.0.0.1")
+            .await
+            .unwrap(),
+        (1, 1)
+    );
+    assert_eq!(
+        s.record_signin_failure(None, "10.0.0.1").await.unwrap(),
+        (0, 2)
+    );
+    assert_eq!(s.client_failures("10.0.0.1").await.unwrap().unwrap().0, 2);
+    let locked = s
+        .update_user(
+            &u.id,
+            &UserChange {
+                locked: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(locked.locked && locked.failed_signins == 1);
+    let unlocked = s
+        .update_user(
+            &u.id,
+            &UserChange {
+                locked: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!unlocked.locked && unlocked.failed_signins == 0);
+    s.record_signin_failure(Some(&u.id), "10.0.0.1")
+        .await
+        .unwrap();
+    s.record_signin(&u.id, "10.0.0.1").await.unwrap();
+    assert_eq!(s.client_failures("10.0.0.1").await.unwrap(), None);
+    let after = s.get_user(&u.id).await.unwrap().unwrap();
+    assert_eq!(after.failed_signins, 0);
+    assert!(after.last_signin_at.is_some());
+    // Sessions, stored by hash.
+    let session = Session {
+        user_id: u.id.clone(),
+        csrf_token: "csrf".into(),
+        method: "password".into(),
+        subject: None,
+        client: "10.0.0.1".into(),
+        created_at: now_ms(),
+        last_seen_at: now_ms(),
+        expires_at: now_ms() + 60_000,
+    };
+    s.create_session("sess-1", &session).await.unwrap();
+    s.create_session("sess-2", &session).await.unwrap();
+    assert_eq!(s.session("sess-1").await.unwrap(), Some(session.clone()));
+    assert_eq!(s.session("sess-3").await.unwrap(), None);
+    s.touch_session("sess-1", 7).await.unwrap();
+    assert_eq!(s.session("sess-1").await.unwrap().unwrap().last_seen_at, 7);
+    assert!(s.delete_session("sess-1").await.unwrap());
+    assert_eq!(s.session("sess-1").await.unwrap(), None);
+    assert_eq!(s.delete_user_sessions(&u.id).await.unwrap(), 1);
+    // OIDC: subject links, pending sign-ins taken once.
+    s.set_oidc_subject(&u.id, "sub-1").await.unwrap();
+    assert_eq!(s.user_by_subject("sub-1").await.unwrap().unwrap().id, u.id);
+    let other = s
+        .create_user(new_user("bob@example.com", Role::Viewer))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.set_oidc_subject(&other.id, "sub-1").await,
+        Err(Error::Conflict(_))
+    ));
+    let pending = OidcPending {
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        expires_at: now_ms() + 60_000,
+    };
+    s.put_oidc_pending("state-1", &pending).await.unwrap();
+    assert_eq!(s.take_oidc_pending("state-1").await.unwrap(), Some(pending));
+    assert_eq!(s.take_oidc_pending("state-1").await.unwrap(), None);
+    // Deleting a user takes their sessions and tokens.
+    s.create_session("sess-4", &session).await.unwrap();
+    s.add_token(
+        &NewToken {
+            name: "t".into(),
+            user_id: Some(u.id.clone()),
+            role: Role::Viewer,
+            expires_at: None,
+        },
+        "tok-u",
+    )
+    .await
+    .unwrap();
+    assert!(s.delete_user(&u.id).await.unwrap());
+    assert!(!s.delete_user(&u.id).await.unwrap());
+    assert_eq!(s.session("sess-4").await.unwrap(), None);
+    assert_eq!(s.check_token("tok-u").await.unwrap(), None);
+    assert_eq!(s.list_users().await.unwrap().len(), 1);
+}
+
 async fn events(c: &Ctx) {
     let s = &*c.store;
     let t = task(s, "t").await;
@@ -1356,6 +1562,8 @@ async fn events(c: &Ctx) {
             kind: kind.to_string(),
             actor: "api:admin".into(),
             message: format!("m{i}"),
+            target: None,
+            client: None,
         })
         .await
         .unwrap();
@@ -1366,6 +1574,8 @@ async fn events(c: &Ctx) {
         kind: "hub.started".into(),
         actor: "scheduler".into(),
         message: String::new(),
+        target: Some("hub".into()),
+        client: Some("127.0.0.1".into()),
     })
     .await
     .unwrap();
@@ -1384,6 +1594,38 @@ async fn events(c: &Ctx) {
         all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         ["hub.started", "item.dead"]
     );
+    // Audit queries: by kind prefix, actor substring, target (or task), pages by id.
+    let audit = |kind: Option<&str>, actor: Option<&str>, target: Option<&str>, before| {
+        let f = dth_store::AuditFilter {
+            kind_prefix: kind.map(str::to_string),
+            actor: actor.map(str::to_string),
+            target: target.map(str::to_string),
+            before_id: before,
+            limit: 10,
+        };
+        async move { s.audit(&f).await.unwrap() }
+    };
+    let kinds = |v: Vec<dth_store::Event>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(audit(Some("run."), None, None, None).await),
+        ["run.started"]
+    );
+    assert_eq!(
+        kinds(audit(Some("%"), None, None, None).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        kinds(audit(None, Some("sched"), None, None).await),
+        ["hub.started"]
+    );
+    assert_eq!(
+        kinds(audit(None, None, Some(&t.id), None).await),
+        ["item.dead", "run.started", "task.created"]
+    );
+    let hub = audit(None, None, Some("hub"), None).await;
+    assert_eq!(hub[0].client.as_deref(), Some("127.0.0.1"));
+    let older = audit(None, None, None, Some(hub[0].id)).await;
+    assert_eq!(kinds(older), ["item.dead", "run.started", "task.created"]);
 }
 
 // ---------------------------------------------------------------- leadership, reopening
@@ -1474,6 +1716,7 @@ conformance!(
     retry_dead_items,
     secrets,
     tokens,
+    users_and_sessions,
     events,
     leadership,
     reopen_keeps_data,

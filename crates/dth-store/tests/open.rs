@@ -14,7 +14,7 @@ async fn sqlite_url_forms_create_the_file_and_its_directories() {
         // Opening again applies no migration twice.
         drop(store);
         let again = dth_store::open(&url, MasterKey::generate()).await.unwrap();
-        assert_eq!(again.count_tokens().await.unwrap(), 0);
+        assert_eq!(again.count_users().await.unwrap(), 0);
     }
 }
 

@@ -22,6 +22,8 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for a `Retry-After` header (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -75,6 +78,8 @@ impl IntoResponse for ApiError {
         });
         if self.status == StatusCode::UNAUTHORIZED {
             (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else if let Some(secs) = self.retry_after {
+            (self.status, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
         } else {
             (self.status, body).into_response()
         }
@@ -88,6 +93,13 @@ impl From<dth_runtime::Error> for ApiError {
             E::BadRequest(m) => ApiError::bad_request(m),
             e @ E::NotFound(_) => ApiError::not_found(e.to_string()),
             E::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            E::Unauthorized(m) => ApiError::unauthorized(m),
+            E::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            e @ E::Denied(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+            e @ E::Throttled { retry_after } => ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            },
             E::Store(e) => ApiError::from(e),
             E::Engine(e) => ApiError::internal(format!("engine: {e}")),
             E::Image(e) => ApiError::internal(format!("image engine: {e}")),

@@ -53,18 +53,47 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// The runtime's control surface (and, through it, the store).
+    /// The runtime's control surface.
     pub hub: Arc<Hub>,
+    /// How the hub is reached.
+    pub web: Arc<WebConfig>,
 }
 
-/// The API of a hub: `/health`, `/api/v1/openapi.json` and the token-protected `/api/v1` routes.
-pub fn router(hub: Arc<Hub>) -> Router {
-    let state = AppState { hub };
+/// How people reach the hub.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// `scheme://host[:port]` of the public URL: state-changing cookie requests must come from it.
+    pub public_origin: String,
+    /// Mark cookies `Secure` (the public URL is https).
+    pub secure_cookies: bool,
+}
+
+impl WebConfig {
+    /// The configuration for a public URL (`https://dth.example.com`, `http://127.0.0.1:8080`).
+    pub fn new(public_url: &url::Url) -> WebConfig {
+        WebConfig {
+            public_origin: public_url.origin().ascii_serialization(),
+            secure_cookies: public_url.scheme() == "https",
+        }
+    }
+}
+
+/// The hub's HTTP surface: `/health` and the `/api/v1` routes, each request's caller found by
+/// [`auth::authenticate`].
+pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
+    let state = AppState {
+        hub,
+        web: Arc::new(web),
+    };
     Router::new()
         .route("/health", get(health))
-        .nest("/api/v1", api::router(state.clone()))
+        .nest("/api/v1", api::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -79,13 +108,15 @@ pub fn router(hub: Arc<Hub>) -> Router {
 /// finished before it returns.
 pub async fn serve(
     hub: Arc<Hub>,
+    web: WebConfig,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP API listening");
     }
-    axum::serve(listener, router(hub))
+    let app = router(hub, web).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -107,7 +138,7 @@ pub struct Health {
     ))]
 pub async fn health(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
     let store = state.hub.store();
-    if let Err(e) = store.count_tokens().await {
+    if let Err(e) = state.hub.store_answers().await {
         tracing::error!("health: store does not answer: {e}");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

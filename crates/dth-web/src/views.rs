@@ -2,13 +2,11 @@
 //! Both front ends render these same values; neither computes a number the other computes
 //! differently. No view holds key material: specs are masked ([`redact`]), secrets are names.
 
-use dth_model::{ItemKind, ItemState, RunCounters, RunStatus, Trigger};
-use dth_store::{Event, Item, Millis, Run, SecretInfo, Store, Task};
+use dth_model::{ItemKind, ItemState, Role, RunCounters, RunStatus, Trigger};
+use dth_store::{Event, Item, Millis, Run, SecretInfo, Task, TokenInfo, User};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
-
-use crate::ApiError;
 
 /// What replaces key material in a view.
 pub const REDACTED: &str = "[REDACTED]";
@@ -144,14 +142,12 @@ pub struct RunDetail {
     pub counters: RunCounters,
 }
 
-impl RunDetail {
-    /// A run with the counters of its items.
-    pub async fn load(store: &dyn Store, run: Run) -> Result<Self, ApiError> {
-        let counters = store.run_counters(run.id).await?;
-        Ok(RunDetail {
+impl From<(Run, RunCounters)> for RunDetail {
+    fn from((run, counters): (Run, RunCounters)) -> Self {
+        RunDetail {
             run: run.into(),
             counters,
-        })
+        }
     }
 }
 
@@ -239,10 +235,14 @@ pub struct EventView {
     pub run_id: Option<i64>,
     /// `task.created`, `task.stopped`, `run.started`, `item.dead`, …
     pub kind: String,
-    /// Who did it: `api:<token name>`, `scheduler`, `worker:<id>`.
+    /// Who did it: `user:<email>`, `token:<name> of <email>`, `env-token`, `scheduler`, …
     pub actor: String,
     /// Details for people.
     pub message: String,
+    /// What it was done to, when not the task (a user, a token, a secret).
+    pub target: Option<String>,
+    /// Client address of the request that did it.
+    pub client: Option<String>,
 }
 
 impl From<Event> for EventView {
@@ -255,6 +255,8 @@ impl From<Event> for EventView {
             kind: e.kind,
             actor: e.actor,
             message: e.message,
+            target: e.target,
+            client: e.client,
         }
     }
 }
@@ -276,6 +278,87 @@ impl From<SecretInfo> for SecretView {
             name: s.name,
             created_at: s.created_at,
             updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A user as the API shows it (never a password or its hash).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    /// Id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: Role,
+    /// `active` or `disabled`.
+    pub state: String,
+    /// Locked after too many failed sign-ins (an admin unlocks it).
+    pub locked: bool,
+    /// Signed in with a temporary password that must be replaced.
+    pub must_change_password: bool,
+    /// Has a local password (else OpenID Connect only).
+    pub has_password: bool,
+    /// Linked to an OpenID Connect account.
+    pub oidc_linked: bool,
+    /// Preferred language, if chosen.
+    pub language: Option<String>,
+    /// Last sign-in (Unix ms).
+    pub last_signin_at: Option<Millis>,
+    /// Creation (Unix ms).
+    pub created_at: Millis,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            role: u.role,
+            state: if u.disabled { "disabled" } else { "active" }.into(),
+            locked: u.locked,
+            must_change_password: u.must_change_password,
+            has_password: u.has_password,
+            oidc_linked: u.oidc_subject.is_some(),
+            language: u.language,
+            last_signin_at: u.last_signin_at,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// An API token as the API shows it (never the token).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Its user.
+    pub user_id: Option<String>,
+    /// Role in effect (at most its user's).
+    pub role: Role,
+    /// Creation (Unix ms).
+    pub created_at: Millis,
+    /// Expiry (Unix ms); null: never.
+    pub expires_at: Option<Millis>,
+    /// Last use (Unix ms, to the minute).
+    pub last_used_at: Option<Millis>,
+}
+
+impl From<TokenInfo> for TokenView {
+    fn from(t: TokenInfo) -> Self {
+        TokenView {
+            id: t.id,
+            name: t.name,
+            user_id: t.user_id,
+            role: t.role,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
         }
     }
 }

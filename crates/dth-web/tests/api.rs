@@ -33,12 +33,14 @@ impl Api {
         )
         .await
         .unwrap();
-        store.add_token("admin", TOKEN).await.unwrap();
-        let hub = Hub::new(store.clone(), Config::default());
+        let mut config = Config::default();
+        config.access.env_token = Some(TOKEN.to_string());
+        let hub = Hub::new(store.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(dth_web::serve(hub, listener, shutdown.clone()));
+        let web = dth_web::WebConfig::new(&format!("http://{addr}").parse().unwrap());
+        let server = tokio::spawn(dth_web::serve(hub, web, listener, shutdown.clone()));
         Api {
             base: format!("http://{addr}"),
             http: Client::builder()
@@ -267,7 +269,7 @@ async fn task_lifecycle() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|e| e["actor"] == "api:admin"
+            .all(|e| e["actor"] == "env-token"
                 || e["kind"] == "run.stopped"
                 || e["actor"].as_str().unwrap().starts_with("api:"))
     );
@@ -862,7 +864,7 @@ async fn items_pagination_and_retry() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["kind"] == "items.retried" && e["actor"] == "api:admin"),
+            .any(|e| e["kind"] == "items.retried" && e["actor"] == "env-token"),
         "{events}"
     );
     api.stop().await;

@@ -1,36 +1,69 @@
 //! The JSON API under `/api/v1`: one module per area, each handler a thin rendering of a
 //! [`dth_runtime::Hub`] call into a view ([`crate::views`]); the OpenAPI document is generated from
-//! the handlers' annotations ([`openapi`]).
+//! the handlers' annotations ([`openapi`]). Which role each call needs is decided by the hub;
+//! [`ROUTES`] lists every route, so tests can try each one with each role.
 
 use axum::Router;
-use axum::routing::{get, post, put};
 
-use crate::{AppState, auth};
+use crate::AppState;
 
+pub mod audit;
 pub mod openapi;
 pub mod runs;
 pub mod secrets;
+pub mod session;
 pub mod tasks;
+pub mod tokens;
+pub mod users;
 
-/// The routes under `/api/v1`: the OpenAPI document (no auth) and the token-protected rest.
-pub fn router(state: AppState) -> Router<AppState> {
-    let protected = Router::new()
-        .route("/tasks", post(tasks::create).get(tasks::list))
-        .route("/tasks/{id}", get(tasks::get).delete(tasks::delete))
-        .route("/tasks/{id}/start", post(tasks::start))
-        .route("/tasks/{id}/stop", post(tasks::stop))
-        .route("/tasks/{id}/runs", get(runs::list))
-        .route("/tasks/{id}/events", get(tasks::events))
-        .route("/runs/{id}", get(runs::get))
-        .route("/runs/{id}/items", get(runs::items))
-        .route("/runs/{id}/retry", post(runs::retry))
-        .route("/secrets", get(secrets::list))
-        .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            auth::require_token,
-        ));
-    Router::new()
-        .route("/openapi.json", get(openapi::document))
-        .merge(protected)
+/// Declares the routes once: [`ROUTES`] (method, path) and the router that serves them.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every route under `/api/v1`, as (method, path), in the order they are served.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn add_routes(router: Router<AppState>) -> Router<AppState> {
+            $(let router = router.route($path, axum::routing::$method($handler));)*
+            router
+        }
+    };
+}
+
+routes! {
+    get "/openapi.json" => openapi::document,
+    post "/session" => session::sign_in,
+    get "/session" => session::current,
+    delete "/session" => session::sign_out,
+    get "/me" => session::me,
+    put "/me/password" => session::change_password,
+    get "/users" => users::list,
+    post "/users" => users::create,
+    get "/users/{id}" => users::get,
+    patch "/users/{id}" => users::update,
+    delete "/users/{id}" => users::delete,
+    post "/users/{id}/reset-password" => users::reset_password,
+    post "/users/{id}/unlock" => users::unlock,
+    get "/tokens" => tokens::list,
+    post "/tokens" => tokens::create,
+    delete "/tokens/{id}" => tokens::revoke,
+    get "/audit" => audit::list,
+    post "/tasks" => tasks::create,
+    get "/tasks" => tasks::list,
+    get "/tasks/{id}" => tasks::get,
+    delete "/tasks/{id}" => tasks::delete,
+    post "/tasks/{id}/start" => tasks::start,
+    post "/tasks/{id}/stop" => tasks::stop,
+    get "/tasks/{id}/runs" => runs::list,
+    get "/tasks/{id}/events" => tasks::events,
+    get "/runs/{id}" => runs::get,
+    get "/runs/{id}/items" => runs::items,
+    post "/runs/{id}/retry" => runs::retry,
+    get "/secrets" => secrets::list,
+    put "/secrets/{name}" => secrets::put,
+    delete "/secrets/{name}" => secrets::delete,
+}
+
+/// The routes under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    add_routes(Router::new())
 }

@@ -1,10 +1,10 @@
 //! The OpenAPI document, generated from the handlers' annotations and the view types.
 
 use axum::Json;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{runs, secrets, tasks};
+use crate::api::{audit, runs, secrets, session, tasks, tokens, users};
 use crate::views;
 
 /// The API's OpenAPI description.
@@ -13,18 +13,25 @@ use crate::views;
     info(
         title = "Data Transfer Hub API",
         description = "Tasks, runs, items and secrets of a Data Transfer Hub. Every /api/v1 route but \
-                       this document needs `Authorization: Bearer <token>`. Errors are `{\"error\": \"…\"}`."
+                       this document and sign-in needs `Authorization: Bearer <token>` or the \
+                       session cookie (with `X-CSRF-Token` on changes). Errors are `{\"error\": \"…\"}`."
     ),
     paths(
         crate::health,
         tasks::create, tasks::list, tasks::get, tasks::start, tasks::stop, tasks::delete, tasks::events,
         runs::list, runs::get, runs::items, runs::retry,
         secrets::put, secrets::list, secrets::delete,
+        session::sign_in, session::current, session::sign_out, session::me, session::change_password,
+        users::list, users::create, users::get, users::update, users::delete, users::reset_password,
+        users::unlock, tokens::create, tokens::list, tokens::revoke, audit::list,
     ),
     components(schemas(
         crate::Health, crate::ErrorBody,
         views::TaskView, views::TaskDetail, views::EventView, views::RunView, views::RunDetail,
-        views::ItemView, views::SecretView, dth_model::RunCounters,
+        views::ItemView, views::SecretView, dth_model::RunCounters, views::UserView,
+        views::TokenView, dth_model::Role, session::SignInRequest, session::SessionView,
+        session::PasswordChange, users::NewUserRequest, users::UserWithPassword, users::UserPatch,
+        tokens::NewTokenRequest, tokens::CreatedToken, audit::AuditPage,
         tasks::TaskSpecDoc, runs::ItemsPage, runs::RetryRequest, runs::Retried,
         dth_model::SecretValue, dth_model::AccessKey, dth_model::RegistryLogin,
     )),
@@ -34,6 +41,10 @@ use crate::views;
         (name = "tasks", description = "Transfer tasks"),
         (name = "runs", description = "Runs of tasks and their queue items"),
         (name = "secrets", description = "Access keys, stored encrypted, never returned"),
+        (name = "session", description = "Sign-in for people: the session cookie, the caller's account"),
+        (name = "users", description = "User accounts (admin)"),
+        (name = "tokens", description = "API tokens of the caller"),
+        (name = "audit", description = "Who changed what (admin)"),
     )
 )]
 pub struct ApiDoc;
@@ -47,6 +58,12 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::cookies::SESSION_COOKIE,
+            ))),
         );
     }
 }

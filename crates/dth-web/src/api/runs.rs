@@ -1,17 +1,15 @@
 //! Runs: a task's runs, one run with its counters, its items by state (paginated by id), and retrying
 //! its dead items.
 
-use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use dth_model::ItemState;
-use dth_store::Run;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::tasks::{LimitQuery, task};
-use crate::auth::Actor;
+use crate::api::tasks::LimitQuery;
+use crate::auth::Caller;
 use crate::error::{ApiQuery, limit};
 use crate::views::{ItemView, RunDetail, RunView};
 use crate::{ApiError, AppState, ErrorBody};
@@ -27,12 +25,12 @@ use crate::{ApiError, AppState, ErrorBody};
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     let limit = limit(q.limit, 100, 1000)?;
-    task(&state, &id).await?;
-    let runs = state.hub.store().list_runs(&id, limit).await?;
+    let runs = state.hub.runs(&actor, &id, limit).await?;
     Ok(Json(runs.into_iter().map(RunView::from).collect()))
 }
 
@@ -46,12 +44,11 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    let run = run(&state, &id).await?;
-    Ok(Json(
-        RunDetail::load(state.hub.store().as_ref(), run).await?,
-    ))
+    let run = state.hub.run(&actor, run_id(&id)?).await?;
+    Ok(Json(RunDetail::from(run)))
 }
 
 /// `?state=&after=&limit=` of `GET /api/v1/runs/{id}/items`.
@@ -87,6 +84,7 @@ pub struct ItemsPage {
     security(("bearer" = [])))]
 pub async fn items(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ItemsQuery>,
 ) -> Result<Json<ItemsPage>, ApiError> {
@@ -105,11 +103,9 @@ pub async fn items(
     if after < 0 {
         return Err(ApiError::bad_request("after: must be 0 or an item id"));
     }
-    let run = run(&state, &id).await?;
     let items = state
         .hub
-        .store()
-        .list_items(run.id, item_state, after, limit)
+        .items(&actor, run_id(&id)?, item_state, after, limit)
         .await?;
     let next_after = if items.len() as u32 == limit {
         items.last().map(|i| i.id)
@@ -149,7 +145,7 @@ pub struct Retried {
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Retried>, ApiError> {
@@ -162,7 +158,7 @@ pub async fn retry(
     let run_id = run_id(&id)?;
     let queued = state
         .hub
-        .retry_dead(run_id, req.ids.as_deref(), &actor)
+        .retry_dead(&actor, run_id, req.ids.as_deref())
         .await?;
     Ok(Json(Retried { queued }))
 }
@@ -171,15 +167,4 @@ pub async fn retry(
 fn run_id(id: &str) -> Result<i64, ApiError> {
     id.parse()
         .map_err(|_| ApiError::not_found(format!("run {id} not found")))
-}
-
-/// The run `id`, or 404.
-async fn run(state: &AppState, id: &str) -> Result<Run, ApiError> {
-    let run_id = run_id(id)?;
-    state
-        .hub
-        .store()
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))
 }

@@ -2,12 +2,11 @@
 //! name that task specs refer to (`{"kind": "secret", "name": …}`). Write-only: no endpoint
 //! returns a value.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
-use dth_model::SecretValue;
 
-use crate::auth::Actor;
+use crate::auth::Caller;
 use crate::error::ApiJson;
 use crate::views::SecretView;
 use crate::{ApiError, AppState, ErrorBody};
@@ -15,7 +14,7 @@ use crate::{ApiError, AppState, ErrorBody};
 /// Stores an access key or a registry login under a name (replacing one of the same name).
 #[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets",
     params(("name" = String, Path, description = "Secret name: 1 to 64 of A-Z a-z 0-9 . _ -")),
-    request_body = SecretValue,
+    request_body = dth_model::SecretValue,
     responses(
         (status = 204, description = "Stored"),
         (status = 400, description = "Bad name or body", body = ErrorBody),
@@ -23,12 +22,11 @@ use crate::{ApiError, AppState, ErrorBody};
     security(("bearer" = [])))]
 pub async fn put(
     State(state): State<AppState>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Caller(actor): Caller,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<StatusCode, ApiError> {
-    let value = SecretValue::from_json(body).map_err(ApiError::bad_request)?;
-    state.hub.put_secret(&name, &value, &actor).await?;
+    state.hub.put_secret(&actor, &name, &body).await?;
     tracing::info!(secret = %name, "secret stored");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -37,8 +35,11 @@ pub async fn put(
 #[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets",
     responses((status = 200, description = "The secrets (no values)", body = Vec<SecretView>)),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SecretView>>, ApiError> {
-    let secrets = state.hub.list_secrets().await?;
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<Vec<SecretView>>, ApiError> {
+    let secrets = state.hub.list_secrets(&actor).await?;
     Ok(Json(secrets.into_iter().map(SecretView::from).collect()))
 }
 
@@ -53,10 +54,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SecretView>>
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Caller(actor): Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.hub.delete_secret(&name, &actor).await? {
+    if state.hub.delete_secret(&actor, &name).await? {
         tracing::info!(secret = %name, "secret deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

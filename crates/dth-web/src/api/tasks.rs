@@ -1,17 +1,14 @@
 //! Tasks: create, list, get (with the latest run and its counters), start, stop, delete, events.
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use dth_model::TaskSpec;
-use dth_store::Task;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::auth::Actor;
+use crate::auth::Caller;
 use crate::error::{ApiJson, ApiQuery, limit};
 use crate::views::{EventView, RunDetail, TaskDetail, TaskView};
 use crate::{ApiError, AppState, ErrorBody};
@@ -78,68 +75,16 @@ pub struct TaskSpecDoc {
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Caller(actor): Caller,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let spec = parse_spec(body)?;
-    let task = state.hub.create_task(spec, &actor).await?;
+    let task = state.hub.create_task(&actor, &body).await?;
     let location = format!("/api/v1/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(TaskView::from(task)),
     ))
-}
-
-/// Reads a task spec, naming the field at fault. Serde loses the path inside the flattened job
-/// (`unknown variant` without saying where), so on failure each part is read again on its own.
-pub fn parse_spec(body: Value) -> Result<TaskSpec, ApiError> {
-    let whole = match located::<TaskSpec>("", &body) {
-        Ok(spec) => return Ok(spec),
-        Err(message) => message,
-    };
-    let part = |field: &str| -> Option<String> {
-        let v = body.get(field)?;
-        let images = body.get("kind").and_then(Value::as_str) == Some("image");
-        match field {
-            "source" | "destination" if images => {
-                located::<dth_model::ImageEndpoint>(field, v).err()
-            }
-            "source" | "destination" => located::<dth_model::EndpointSpec>(field, v).err(),
-            "options" => located::<dth_model::SyncOptions>(field, v).err(),
-            "schedule" => located::<dth_model::Schedule>(field, v).err(),
-            _ => located::<Vec<dth_model::AlarmTarget>>(field, v).err(),
-        }
-    };
-    let message = ["source", "destination", "options", "schedule", "alarms"]
-        .into_iter()
-        .find_map(part)
-        .unwrap_or_else(|| {
-            // The job's tag is read through `flatten`, which drops the path.
-            if whole.starts_with("unknown variant") && body.get("kind").is_some() {
-                format!("kind: {whole}")
-            } else {
-                whole
-            }
-        });
-    Err(ApiError::bad_request(format!(
-        "invalid task spec: {message}"
-    )))
-}
-
-/// Deserializes `v`; on failure the message starts with the path of the field at fault under
-/// `field`.
-fn located<T: serde::de::DeserializeOwned>(field: &str, v: &Value) -> Result<T, String> {
-    serde_path_to_error::deserialize::<_, T>(v.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        let path = match (field, path.as_str()) {
-            ("", ".") => String::new(),
-            ("", p) => format!("{p}: "),
-            (f, ".") => format!("{f}: "),
-            (f, p) => format!("{f}.{p}: "),
-        };
-        format!("{path}{}", e.inner())
-    })
 }
 
 /// Every task, newest first.
@@ -149,8 +94,11 @@ fn located<T: serde::de::DeserializeOwned>(field: &str, v: &Value) -> Result<T, 
         (status = 401, description = "No or unknown token", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TaskView>>, ApiError> {
-    let tasks = state.hub.store().list_tasks().await?;
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<Vec<TaskView>>, ApiError> {
+    let tasks = state.hub.tasks(&actor).await?;
     Ok(Json(tasks.into_iter().map(TaskView::from).collect()))
 }
 
@@ -164,12 +112,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TaskView>>, 
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TaskDetail>, ApiError> {
-    let store = state.hub.store();
-    let task = task(&state, &id).await?;
-    let latest_run = match store.list_runs(&id, 1).await?.into_iter().next() {
-        Some(run) => Some(RunDetail::load(store.as_ref(), run).await?),
+    let task = state.hub.get_task(&actor, &id).await?;
+    let latest_run = match state.hub.runs(&actor, &id, 1).await?.into_iter().next() {
+        Some(run) => Some(RunDetail::from(state.hub.run(&actor, run.id).await?)),
         None => None,
     };
     Ok(Json(TaskDetail {
@@ -189,10 +137,10 @@ pub async fn get(
     security(("bearer" = [])))]
 pub async fn start(
     State(state): State<AppState>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    Ok(Json(state.hub.start_task(&id, &actor).await?.into()))
+    Ok(Json(state.hub.start_task(&actor, &id).await?.into()))
 }
 
 /// Stops a task: no new runs, work in flight cancelled.
@@ -205,10 +153,10 @@ pub async fn start(
     security(("bearer" = [])))]
 pub async fn stop(
     State(state): State<AppState>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    Ok(Json(state.hub.stop_task(&id, &actor).await?.into()))
+    Ok(Json(state.hub.stop_task(&actor, &id).await?.into()))
 }
 
 /// Stops and deletes a task with its runs, items and events.
@@ -221,10 +169,10 @@ pub async fn stop(
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.hub.delete_task(&id, &actor).await?;
+    state.hub.delete_task(&actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -247,21 +195,11 @@ pub struct LimitQuery {
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
+    Caller(actor): Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<Vec<EventView>>, ApiError> {
     let limit = limit(q.limit, 100, 1000)?;
-    task(&state, &id).await?;
-    let events = state.hub.store().list_events(Some(&id), limit).await?;
+    let events = state.hub.task_events(&actor, &id, limit).await?;
     Ok(Json(events.into_iter().map(EventView::from).collect()))
-}
-
-/// The task `id`, or 404.
-pub(crate) async fn task(state: &AppState, id: &str) -> Result<Task, ApiError> {
-    state
-        .hub
-        .store()
-        .get_task(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))
 }

@@ -9,17 +9,23 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use dth_runtime::access::{AccessConfig, PasswordPolicy};
 use dth_runtime::{Config, Hub, SmtpConfig};
 use dth_store::{MasterKey, Store};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SERVE_EXAMPLES: &str = "\
 Examples:
-  # The hub on this machine: state in ./dth-data/dth.db, API on 127.0.0.1:8080
+  # The hub on this machine: state in ./dth-data/dth.db, API on 127.0.0.1:8080. The first start
+  # creates the admin account admin@localhost and prints its temporary password once.
   dth serve
-  # The first start prints an API token (stored hashed). Create a task with it:
+  # Sign in, set a new password, create an API token: see docs/signin.md. Then:
   curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\
        -d @task.json http://127.0.0.1:8080/api/v1/tasks
+
+  # Behind a TLS proxy, with sign-in through an OpenID Connect provider (Keycloak here)
+  DTH_OIDC_CLIENT_SECRET=… dth serve --public-url https://dth.example.com \\
+      --oidc-issuer https://sso.example.com/realms/ops --oidc-client-id dth --oidc-name Keycloak
 
   # Several hubs and workers sharing PostgreSQL (the schedule fires once, in the leader)
   DTH_MASTER_KEY=… dth serve --store postgres://dth@db.internal/dth --listen 0.0.0.0:8080
@@ -105,6 +111,42 @@ pub struct ServeArgs {
         value_name = "ADDRESS"
     )]
     smtp_from: String,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// Sign-in: the first admin, passwords, sessions, OpenID Connect (docs/signin.md).
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// The address people use to reach the hub (behind a proxy: https://dth.example.com)
+    /// [default: http://LISTEN]. Cookies are Secure when it is https.
+    #[arg(long, env = "DTH_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<url::Url>,
+    /// Email of the admin account created at the first start (no user yet).
+    #[arg(
+        long,
+        env = "DTH_ADMIN_EMAIL",
+        default_value = "admin@localhost",
+        value_name = "EMAIL"
+    )]
+    admin_email: String,
+    /// Fewest characters of a new password.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    password_min_length: usize,
+    /// Character classes a new password needs: a comma list of upper, lower, digit, symbol
+    /// ('' for none).
+    #[arg(
+        long,
+        default_value = "upper,lower,digit,symbol",
+        value_name = "CLASSES"
+    )]
+    password_require: String,
+    /// Minutes a session may go unused before it ends.
+    #[arg(long, default_value_t = 120, value_name = "MINUTES")]
+    session_idle: u64,
+    /// Hours a session lasts at most.
+    #[arg(long, default_value_t = 12, value_name = "HOURS")]
+    session_max: u64,
 }
 
 /// `dth worker` flags.
@@ -162,24 +204,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         password: args.smtp_password.clone(),
         from: args.smtp_from.clone(),
     });
-    first_token(store.as_ref()).await?;
+    config.access = args.access.config()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let public_url = match &args.access.public_url {
+        Some(u) => u.clone(),
+        None => url::Url::parse(&format!("http://{}/", listener.local_addr()?))?,
+    };
     eprintln!(
-        "dth: hub on http://{} (store: {}, worker {})",
+        "dth: hub on {public_url} (listening on {}, store: {}, worker {})",
         listener.local_addr()?,
         store.backend(),
         config.worker_id
     );
     let hub = Hub::new(store, config);
+    if let Some(password) = hub.ensure_admin(&args.access.admin_email).await? {
+        eprintln!(
+            "dth: created the first admin account {}",
+            args.access.admin_email
+        );
+        println!("dth: temporary password (shown once): {password}");
+        eprintln!("dth: sign in at {public_url} — you will be asked to set a new password");
+    }
+    let web = dth_web::WebConfig::new(&public_url);
     let shutdown = shutdown_on_signal();
     let mut jobs = tokio::task::JoinSet::new();
     jobs.spawn(Arc::clone(&hub).run_scheduler(shutdown.clone()));
     if !args.no_workers {
         jobs.spawn(Arc::clone(&hub).run_workers(shutdown.clone()));
     }
-    let api = dth_web::serve(Arc::clone(&hub), listener, shutdown.clone()).await;
+    let api = dth_web::serve(Arc::clone(&hub), web, listener, shutdown.clone()).await;
     shutdown.cancel();
     while jobs.join_next().await.is_some() {}
     api.context("the HTTP API failed")?;
@@ -200,24 +255,26 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// On the first start, creates the API token: `DTH_API_TOKEN` when set, else a random one printed once.
-async fn first_token(store: &dyn Store) -> anyhow::Result<()> {
-    if store.count_tokens().await? > 0 {
-        return Ok(());
-    }
-    let (token, shown) = match std::env::var("DTH_API_TOKEN") {
-        Ok(t) if t.len() >= 16 => (t, false),
-        Ok(_) => bail!("DTH_API_TOKEN must have at least 16 characters"),
-        Err(_) => {
-            let bytes: [u8; 24] = rand::random();
-            (format!("dth_{}", hex::encode(bytes)), true)
+impl AccessArgs {
+    fn config(&self) -> anyhow::Result<AccessConfig> {
+        let policy = PasswordPolicy::parse(self.password_min_length, &self.password_require)
+            .map_err(|e| anyhow::anyhow!("--password-require: {e}"))?;
+        if self.session_idle == 0 || self.session_max == 0 {
+            bail!("--session-idle and --session-max must be at least 1");
         }
-    };
-    store.add_token("admin", &token).await?;
-    if shown {
-        println!("API token (shown once, stored hashed): {token}");
+        let env_token = match std::env::var("DTH_API_TOKEN") {
+            Ok(t) if t.len() >= 16 => Some(t),
+            Ok(_) => bail!("DTH_API_TOKEN must have at least 16 characters"),
+            Err(_) => None,
+        };
+        Ok(AccessConfig {
+            policy,
+            session_idle: Duration::from_secs(self.session_idle * 60),
+            session_max: Duration::from_secs(self.session_max * 3600),
+            env_token,
+            oidc: None,
+        })
     }
-    Ok(())
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

@@ -27,7 +27,7 @@ pub struct Cli {
 enum Command {
     /// Run the hub: HTTP API, scheduler and workers, state in SQLite (default) or PostgreSQL.
     #[command(after_help = hub::SERVE_EXAMPLES)]
-    Serve(hub::ServeArgs),
+    Serve(Box<hub::ServeArgs>),
     /// Run workers only, joining a hub's store (PostgreSQL) from any machine.
     #[command(after_help = hub::WORKER_EXAMPLES)]
     Worker(hub::WorkerArgs),
@@ -64,7 +64,7 @@ pub fn init_logging(cli: &Cli) {
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => hub::serve(args).await,
+        Command::Serve(args) => hub::serve(*args).await,
         Command::Worker(args) => hub::worker(args).await,
         Command::S3(cmd) => s3::run(*cmd, cli.verbose).await,
         Command::Image(cmd) => image::run(*cmd, cli.verbose).await,

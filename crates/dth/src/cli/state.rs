@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use dth_model::Actor;
 use dth_model::{
     Credentials, DEFAULT_GIANT_THRESHOLD, EndpointSpec, Job, S3Job, Schedule, SyncOptions,
     TaskSpec, TaskStatus,
@@ -73,7 +74,7 @@ pub async fn run(
         poll: Duration::from_millis(100),
         retry_base: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(5),
-        smtp: None,
+        ..Config::default()
     };
     let hub = Hub::new(Arc::clone(&store), config);
     let (task_id, resumed) = find_or_create(&hub, store.as_ref(), spec).await?;
@@ -199,10 +200,11 @@ async fn find_or_create(
             }
             return Ok((task.id, true));
         }
-        hub.start_task(&task.id, "cli").await?;
+        hub.start_task(&Actor::system(), &task.id).await?;
         return Ok((task.id, false));
     }
-    Ok((hub.create_task(spec, "cli").await?.id, false))
+    let spec = serde_json::to_value(&spec)?;
+    Ok((hub.create_task(&Actor::system(), &spec).await?.id, false))
 }
 
 /// The spec without credentials and tuning (speed, memory, retries): what makes two invocations the
