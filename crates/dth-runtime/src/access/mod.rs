@@ -21,12 +21,8 @@ use crate::{Error, Hub};
 pub mod password;
 pub use password::PasswordPolicy;
 
-/// Failures in a row before each further attempt must wait.
-const FREE_FAILURES: u32 = 3;
 /// The longest wait between attempts.
 const MAX_DELAY: Duration = Duration::from_secs(300);
-/// Failures in a row after which the account is locked until an admin unlocks it.
-const LOCK_AFTER: u32 = 10;
 /// How often `last_seen_at` / `last_used_at` are written at most.
 const TOUCH_EVERY: i64 = 60_000;
 /// How long an OpenID Connect sign-in may take at the provider.
@@ -41,6 +37,11 @@ pub struct AccessConfig {
     pub session_idle: Duration,
     /// A session ends this long after sign-in, used or not.
     pub session_max: Duration,
+    /// Failed sign-ins in a row (per account or client address) before each further attempt
+    /// must wait 1 s, 2 s, 4 s … (at most 5 min).
+    pub throttle_after: u32,
+    /// Failed sign-ins in a row after which the account is locked until an admin unlocks it.
+    pub lock_after: u32,
     /// The process's `DTH_API_TOKEN`: an admin token for automation, never stored.
     pub env_token: Option<String>,
     /// OpenID Connect accounts, when a provider is configured.
@@ -53,6 +54,8 @@ impl Default for AccessConfig {
             policy: PasswordPolicy::default(),
             session_idle: Duration::from_secs(2 * 3600),
             session_max: Duration::from_secs(12 * 3600),
+            throttle_after: 3,
+            lock_after: 10,
             env_token: None,
             oidc: None,
         }
@@ -141,12 +144,12 @@ fn random_secret(prefix: &str) -> String {
 }
 
 /// The wait before the next sign-in attempt after `failures` in a row: none for the first
-/// [`FREE_FAILURES`], then 1 s, 2 s, 4 s … up to [`MAX_DELAY`].
-pub fn signin_delay(failures: u32) -> Duration {
-    if failures < FREE_FAILURES {
+/// `free` failures, then 1 s, 2 s, 4 s … up to 5 minutes.
+pub fn signin_delay(failures: u32, free: u32) -> Duration {
+    if failures < free {
         return Duration::ZERO;
     }
-    let exp = (failures - FREE_FAILURES).min(16);
+    let exp = (failures - free).min(16);
     Duration::from_secs(1u64 << exp).min(MAX_DELAY)
 }
 
@@ -240,7 +243,7 @@ impl Hub {
 
     /// Signs in with an email and password from `client`. Throttled: after a few failures in a
     /// row (per account or per client address) each attempt must wait longer
-    /// ([`Error::Throttled`]); after [`LOCK_AFTER`] the account is locked.
+    /// ([`Error::Throttled`]); after `lock_after` the account is locked.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -249,8 +252,9 @@ impl Hub {
     ) -> Result<SignedIn, Error> {
         let now = now_ms();
         let user = self.store.user_by_email(email).await?;
+        let free = self.access().throttle_after;
         let wait = |failures: u32, last: Option<i64>| {
-            let until = last.unwrap_or(0) + signin_delay(failures).as_millis() as i64;
+            let until = last.unwrap_or(0) + signin_delay(failures, free).as_millis() as i64;
             (until > now).then(|| Duration::from_millis((until - now) as u64))
         };
         let by_client = self.store.client_failures(client).await?;
@@ -293,7 +297,7 @@ impl Hub {
                 .record_signin_failure(anonymous.user_id.as_deref(), client)
                 .await?;
             if let Some(id) = &anonymous.user_id
-                && account >= LOCK_AFTER
+                && account >= self.access().lock_after
             {
                 let change = UserChange {
                     locked: Some(true),
@@ -1009,11 +1013,11 @@ mod tests {
 
     #[test]
     fn sign_in_delays_grow_and_are_capped() {
-        assert_eq!(signin_delay(0), Duration::ZERO);
-        assert_eq!(signin_delay(2), Duration::ZERO);
-        assert_eq!(signin_delay(3), Duration::from_secs(1));
-        assert_eq!(signin_delay(5), Duration::from_secs(4));
-        assert_eq!(signin_delay(40), MAX_DELAY);
+        assert_eq!(signin_delay(0, 3), Duration::ZERO);
+        assert_eq!(signin_delay(2, 3), Duration::ZERO);
+        assert_eq!(signin_delay(3, 3), Duration::from_secs(1));
+        assert_eq!(signin_delay(5, 3), Duration::from_secs(4));
+        assert_eq!(signin_delay(40, 3), MAX_DELAY);
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));

@@ -272,7 +272,7 @@ impl AccessArgs {
             session_idle: Duration::from_secs(self.session_idle * 60),
             session_max: Duration::from_secs(self.session_max * 3600),
             env_token,
-            oidc: None,
+            ..AccessConfig::default()
         })
     }
 }
