@@ -213,7 +213,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => url::Url::parse(&format!("http://{}/", listener.local_addr()?))?,
     };
     eprintln!(
-        "dth: hub on {public_url} (listening on {}, store: {}, worker {})",
+        "dth: hub on {} (listening on {}, store: {}, worker {})",
+        public_url.as_str().trim_end_matches('/'),
         listener.local_addr()?,
         store.backend(),
         config.worker_id
@@ -225,7 +226,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.access.admin_email
         );
         println!("dth: temporary password (shown once): {password}");
-        eprintln!("dth: sign in at {public_url} — you will be asked to set a new password");
+        eprintln!(
+            "dth: sign in at {public_url} as {} — you will be asked to set a new password",
+            args.access.admin_email
+        );
     }
     let web = dth_web::WebConfig::new(&public_url);
     let shutdown = shutdown_on_signal();

@@ -12,3 +12,4 @@ mod image_local;
 mod image_sync;
 mod s3_faults;
 mod s3_sync;
+mod signin;
