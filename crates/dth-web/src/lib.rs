@@ -41,6 +41,7 @@ use tower_http::trace::TraceLayer;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod portal;
 pub mod views;
 
 pub use error::{ApiError, ErrorBody};
@@ -86,6 +87,7 @@ pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
         web: Arc::new(web),
     };
     Router::new()
+        .route("/", get(portal::sign_in_page))
         .route("/health", get(health))
         .nest("/api/v1", api::router())
         .fallback(error::no_route)

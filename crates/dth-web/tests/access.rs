@@ -210,6 +210,27 @@ fn session_of(headers: &header::HeaderMap, body: &Value) -> Cred {
 #[tokio::test]
 async fn first_admin_must_set_a_new_password_that_meets_the_policy() {
     let site = Site::start(AccessConfig::default()).await;
+    let page = site
+        .http
+        .get(format!("{}/", site.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    for part in [
+        "<label for=\"email\">Email</label>",
+        "/api/v1/session",
+        "Set a new one",
+    ] {
+        assert!(html.contains(part), "{part} in the sign-in page");
+    }
     let temporary = site.admin_password.clone();
     assert_eq!(temporary.len(), 23);
     let cred = site.sign_in("ADMIN@localhost", &temporary).await.unwrap();
