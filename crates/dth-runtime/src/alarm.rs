@@ -136,6 +136,20 @@ impl Alarms {
     }
 
     async fn email(&self, to: &str, alarm: &Alarm) -> Result<(), String> {
+        let body = format!(
+            "{}\n\ntask: {} ({})\nrun: {}\ncounters: {}\n",
+            alarm.message,
+            alarm.task_name,
+            alarm.task_id,
+            alarm.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            serde_json::to_string(&alarm.counters).unwrap_or_default(),
+        );
+        let subject = format!("[dth] {}: {}", alarm.task_name, alarm.kind);
+        self.mail(to, &subject, body).await
+    }
+
+    /// Sends a plain-text mail through the configured SMTP server, retried a few times.
+    pub(crate) async fn mail(&self, to: &str, subject: &str, body: String) -> Result<(), String> {
         let Some(smtp) = &self.smtp else {
             return Err(format!(
                 "email to {to}: no SMTP server configured (dth serve --smtp-host)"
@@ -148,16 +162,9 @@ impl Alarms {
                     .map_err(|e| format!("sender {}: {e}", smtp.from))?,
             )
             .to(to.parse().map_err(|e| format!("recipient {to}: {e}"))?)
-            .subject(format!("[dth] {}: {}", alarm.task_name, alarm.kind))
+            .subject(subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(format!(
-                "{}\n\ntask: {} ({})\nrun: {}\ncounters: {}\n",
-                alarm.message,
-                alarm.task_name,
-                alarm.task_id,
-                alarm.run_id.map(|r| r.to_string()).unwrap_or_default(),
-                serde_json::to_string(&alarm.counters).unwrap_or_default(),
-            ))
+            .body(body)
             .map_err(|e| format!("email to {to}: {e}"))?;
         let builder = if smtp.starttls {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)

@@ -212,7 +212,8 @@ impl Hub {
     }
 
     /// On the first start (no user at all), creates the admin account with a temporary password,
-    /// returned to be shown once. `None` when users exist.
+    /// returned to be shown once (and mailed to the admin when SMTP is configured). `None` when
+    /// users exist.
     pub async fn ensure_admin(&self, email: &str) -> Result<Option<String>, Error> {
         if self.store.count_users().await? > 0 {
             return Ok(None);
@@ -238,6 +239,20 @@ impl Hub {
             "first admin account created at the first start",
         )
         .await;
+        if self.config.smtp.is_some() {
+            let body = format!(
+                "The Data Transfer Hub created the admin account {email}.\n\n\
+                 Temporary password: {temporary}\n\n\
+                 Sign in with it; you will be asked to set a new password.\n"
+            );
+            let sent = self
+                .alarms
+                .mail(&email, "[dth] your admin account", body)
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!("mailing the first admin's password: {e}");
+            }
+        }
         Ok(Some(temporary))
     }
 
