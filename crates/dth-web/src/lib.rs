@@ -7,7 +7,9 @@ accounts come later; for now every `/api/v1` route except the OpenAPI document n
   who the caller is, [`views`] the view types every front end renders, [`error`] the one error type.
 - [`router`] builds the [`axum::Router`] for a hub; [`serve`] runs it on a listener until a
   [`CancellationToken`] is cancelled, then finishes the requests in flight (graceful shutdown).
-- Routes: `GET /health` (no auth), `GET /api/v1/openapi.json` (no auth), and under `/api/v1`: tasks
+- Routes: `GET /health` (no auth), `GET /api/v1/openapi.json` and `GET /api/v1/auth/providers`
+  (no auth), `GET /auth/oidc/login` and `/auth/oidc/callback` (sign-in through an OpenID Connect
+  provider, [`auth::oidc`]), and under `/api/v1`: tasks
   (create, list, get with the latest run, start, stop, delete), runs (list, get with counters, items by
   state paginated by id, retry dead items), events of a task, and secrets (put, list, delete).
 - **Data in**: JSON bodies, deserialized into the model's types ([`dth_model::TaskSpec`]) and checked
@@ -67,6 +69,8 @@ pub struct WebConfig {
     pub public_origin: String,
     /// Mark cookies `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// Sign-in through an OpenID Connect provider, when one is configured.
+    pub oidc: Option<Arc<auth::oidc::OidcLogin>>,
 }
 
 impl WebConfig {
@@ -75,12 +79,19 @@ impl WebConfig {
         WebConfig {
             public_origin: public_url.origin().ascii_serialization(),
             secure_cookies: public_url.scheme() == "https",
+            oidc: None,
         }
+    }
+
+    /// The same with sign-in through this OpenID Connect provider.
+    pub fn with_oidc(mut self, oidc: auth::oidc::OidcLogin) -> WebConfig {
+        self.oidc = Some(Arc::new(oidc));
+        self
     }
 }
 
-/// The hub's HTTP surface: `/health` and the `/api/v1` routes, each request's caller found by
-/// [`auth::authenticate`].
+/// The hub's HTTP surface: `/health`, the OpenID Connect sign-in routes ([`auth::oidc`]) and the
+/// `/api/v1` routes, each request's caller found by [`auth::authenticate`].
 pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
     let state = AppState {
         hub,
@@ -89,6 +100,8 @@ pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
     Router::new()
         .route("/", get(portal::sign_in_page))
         .route("/health", get(health))
+        .route(auth::oidc::LOGIN_PATH, get(auth::oidc::login))
+        .route(auth::oidc::CALLBACK_PATH, get(auth::oidc::callback))
         .nest("/api/v1", api::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -102,7 +115,12 @@ pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: a query may hold an authorization code or `state`.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .with_state(state)
 }
 

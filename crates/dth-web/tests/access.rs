@@ -354,7 +354,7 @@ enum Need {
 fn rule(method: &str, path: &str) -> Need {
     use Need::*;
     match (method, path) {
-        ("get", "/openapi.json") | ("post", "/session") => Anyone,
+        ("get", "/openapi.json" | "/auth/providers") | ("post", "/session") => Anyone,
         ("get" | "delete", "/session") => Session,
         ("get", "/me") | ("put", "/me/password") => Role(dth_model::Role::Viewer),
         (_, p) if p.starts_with("/users") || p == "/audit" => Role(dth_model::Role::Admin),

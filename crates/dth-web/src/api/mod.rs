@@ -31,6 +31,7 @@ macro_rules! routes {
 
 routes! {
     get "/openapi.json" => openapi::document,
+    get "/auth/providers" => session::providers,
     post "/session" => session::sign_in,
     get "/session" => session::current,
     delete "/session" => session::sign_out,

@@ -13,7 +13,7 @@ use crate::views;
     info(
         title = "Data Transfer Hub API",
         description = "Tasks, runs, items and secrets of a Data Transfer Hub. Every /api/v1 route but \
-                       this document and sign-in needs `Authorization: Bearer <token>` or the \
+                       this document, the sign-in providers and sign-in needs `Authorization: Bearer <token>` or the \
                        session cookie (with `X-CSRF-Token` on changes). Errors are `{\"error\": \"…\"}`."
     ),
     paths(
@@ -21,7 +21,7 @@ use crate::views;
         tasks::create, tasks::list, tasks::get, tasks::start, tasks::stop, tasks::delete, tasks::events,
         runs::list, runs::get, runs::items, runs::retry,
         secrets::put, secrets::list, secrets::delete,
-        session::sign_in, session::current, session::sign_out, session::me, session::change_password,
+        session::providers, session::sign_in, session::current, session::sign_out, session::me, session::change_password,
         users::list, users::create, users::get, users::update, users::delete, users::reset_password,
         users::unlock, tokens::create, tokens::list, tokens::revoke, audit::list,
     ),
@@ -30,6 +30,7 @@ use crate::views;
         views::TaskView, views::TaskDetail, views::EventView, views::RunView, views::RunDetail,
         views::ItemView, views::SecretView, dth_model::RunCounters, views::UserView,
         views::TokenView, dth_model::Role, session::SignInRequest, session::SessionView,
+        session::SignInProviders, session::OidcProviderView,
         session::PasswordChange, users::NewUserRequest, users::UserWithPassword, users::UserPatch,
         tokens::NewTokenRequest, tokens::CreatedToken, audit::AuditPage,
         tasks::TaskSpecDoc, runs::ItemsPage, runs::RetryRequest, runs::Retried,

@@ -1,5 +1,5 @@
-//! Sign-in for people: a session cookie from an email and password (`POST /api/v1/session`), the
-//! current session (`GET`), sign-out (`DELETE`), the caller's own account (`GET /api/v1/me`) and
+//! Sign-in for people: the ways to sign in (`GET /api/v1/auth/providers`), a session cookie from an
+//! email and password (`POST /api/v1/session`), the current session (`GET`), sign-out (`DELETE`), the caller's own account (`GET /api/v1/me`) and
 //! password change (`PUT /api/v1/me/password`).
 
 use axum::extract::State;
@@ -45,6 +45,39 @@ pub struct PasswordChange {
     pub current_password: String,
     /// The new password; it must meet the hub's policy.
     pub new_password: String,
+}
+
+/// The ways to sign in to this hub, for a sign-in page.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SignInProviders {
+    /// Email and password (`POST /api/v1/session`): always offered.
+    pub password: bool,
+    /// The OpenID Connect provider, when one is configured.
+    pub oidc: Option<OidcProviderView>,
+}
+
+/// An OpenID Connect provider as a sign-in page shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OidcProviderView {
+    /// The label of the sign-in button.
+    pub name: String,
+    /// Where the button goes (`/auth/oidc/login`); the browser comes back signed in to `/`.
+    pub login_url: String,
+}
+
+/// The ways to sign in (no authentication needed).
+#[utoipa::path(get, path = "/api/v1/auth/providers", tag = "session",
+    responses(
+        (status = 200, description = "The ways to sign in", body = SignInProviders),
+    ))]
+pub async fn providers(State(state): State<AppState>) -> Json<SignInProviders> {
+    Json(SignInProviders {
+        password: true,
+        oidc: state.web.oidc.as_ref().map(|o| OidcProviderView {
+            name: o.name().to_string(),
+            login_url: crate::auth::oidc::LOGIN_PATH.to_string(),
+        }),
+    })
 }
 
 /// A session answer that also sets the cookie.

@@ -7,6 +7,7 @@
 //!
 //! - [`cookies`]: the session cookie.
 //! - [`csrf`]: origin and token checks.
+//! - [`oidc`]: sign-in through an OpenID Connect provider (`/auth/oidc/login`, `/callback`).
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,7 @@ use crate::{ApiError, AppState};
 
 pub mod cookies;
 pub mod csrf;
+pub mod oidc;
 
 /// The caller of a request that must be authenticated.
 #[derive(Debug, Clone)]

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use dth_runtime::access::{AccessConfig, PasswordPolicy};
+use dth_model::Role;
+use dth_runtime::access::{AccessConfig, OidcAccounts, PasswordPolicy};
 use dth_runtime::{Config, Hub, SmtpConfig};
 use dth_store::{MasterKey, Store};
+use dth_web::auth::oidc::{OidcLogin, OidcSettings};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SERVE_EXAMPLES: &str = "\
@@ -147,6 +149,57 @@ pub struct AccessArgs {
     /// Hours a session lasts at most.
     #[arg(long, default_value_t = 12, value_name = "HOURS")]
     session_max: u64,
+    /// Sign-in through this OpenID Connect provider: its issuer URL, as it names itself
+    /// (needs --oidc-client-id and DTH_OIDC_CLIENT_SECRET). Register the redirect URI
+    /// PUBLIC_URL/auth/oidc/callback there.
+    #[arg(long, env = "DTH_OIDC_ISSUER", value_name = "URL")]
+    oidc_issuer: Option<String>,
+    /// The hub's client id at the provider. Its secret is read from the environment variable
+    /// DTH_OIDC_CLIENT_SECRET only, never from a flag.
+    #[arg(long, env = "DTH_OIDC_CLIENT_ID", value_name = "ID")]
+    oidc_client_id: Option<String>,
+    /// Label of the provider's sign-in button.
+    #[arg(
+        long,
+        env = "DTH_OIDC_NAME",
+        default_value = "SSO",
+        value_name = "LABEL"
+    )]
+    oidc_name: String,
+    /// Scopes asked of the provider, space- or comma-separated (openid is always asked).
+    #[arg(
+        long,
+        env = "DTH_OIDC_SCOPES",
+        default_value = "openid email profile",
+        value_name = "SCOPES"
+    )]
+    oidc_scopes: String,
+    /// Create an account at the first sign-in of an unknown user (false: only accounts an admin
+    /// created, matched by verified email, may sign in).
+    #[arg(
+        long,
+        env = "DTH_OIDC_AUTO_CREATE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "true|false"
+    )]
+    oidc_auto_create: bool,
+    /// Role of accounts created at sign-in, and of mapped users whose groups match nothing.
+    #[arg(
+        long,
+        env = "DTH_OIDC_DEFAULT_ROLE",
+        default_value = "viewer",
+        value_name = "ROLE"
+    )]
+    oidc_default_role: String,
+    /// ID token claim with the user's groups or roles (a string or an array of strings), read for
+    /// --oidc-role-map [default: groups].
+    #[arg(long, env = "DTH_OIDC_ROLES_CLAIM", value_name = "CLAIM")]
+    oidc_roles_claim: Option<String>,
+    /// Roles from the provider's groups, applied at every sign-in (the highest match wins):
+    /// 'GROUP=ROLE,GROUP=ROLE', e.g. 'dth-admins=admin,ops=operator'.
+    #[arg(long, env = "DTH_OIDC_ROLE_MAP", value_name = "MAP")]
+    oidc_role_map: Option<String>,
 }
 
 /// `dth worker` flags.
@@ -205,6 +258,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         from: args.smtp_from.clone(),
     });
     config.access = args.access.config()?;
+    let oidc = args.access.oidc_settings()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -212,6 +266,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(u) => u.clone(),
         None => url::Url::parse(&format!("http://{}/", listener.local_addr()?))?,
     };
+    // Discovery before anything is written: a wrong issuer stops the start.
+    let mut web = dth_web::WebConfig::new(&public_url);
+    if let Some(settings) = oidc {
+        let login = OidcLogin::discover(settings, &public_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("--oidc-issuer: {e}"))?;
+        eprintln!(
+            "dth: sign-in through {} ({}); redirect URI {}",
+            login.name(),
+            login.issuer(),
+            login.redirect_uri()
+        );
+        web = web.with_oidc(login);
+    }
     eprintln!(
         "dth: hub on {} (listening on {}, store: {}, worker {})",
         public_url.as_str().trim_end_matches('/'),
@@ -231,7 +299,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.access.admin_email
         );
     }
-    let web = dth_web::WebConfig::new(&public_url);
+
     let shutdown = shutdown_on_signal();
     let mut jobs = tokio::task::JoinSet::new();
     jobs.spawn(Arc::clone(&hub).run_scheduler(shutdown.clone()));
@@ -276,9 +344,102 @@ impl AccessArgs {
             session_idle: Duration::from_secs(self.session_idle * 60),
             session_max: Duration::from_secs(self.session_max * 3600),
             env_token,
+            oidc: self.oidc_accounts()?,
             ..AccessConfig::default()
         })
     }
+
+    /// How OpenID Connect identities become accounts, when a provider is configured.
+    fn oidc_accounts(&self) -> anyhow::Result<Option<OidcAccounts>> {
+        if self.oidc_issuer.is_none() {
+            return Ok(None);
+        }
+        let default_role: Role = self
+            .oidc_default_role
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--oidc-default-role: {e}"))?;
+        let role_map = match &self.oidc_role_map {
+            Some(map) => {
+                parse_role_map(map).map_err(|e| anyhow::anyhow!("--oidc-role-map: {e}"))?
+            }
+            None => Vec::new(),
+        };
+        Ok(Some(OidcAccounts {
+            auto_create: self.oidc_auto_create,
+            default_role,
+            role_map,
+        }))
+    }
+
+    /// The OpenID Connect provider to discover at start-up, when one is configured; the issuer,
+    /// client id and secret come together or not at all.
+    fn oidc_settings(&self) -> anyhow::Result<Option<OidcSettings>> {
+        let secret = std::env::var("DTH_OIDC_CLIENT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let (issuer, client_id) = match (&self.oidc_issuer, &self.oidc_client_id) {
+            (None, None) => {
+                if secret.is_some() {
+                    bail!(
+                        "DTH_OIDC_CLIENT_SECRET is set but --oidc-issuer and --oidc-client-id \
+                         are not"
+                    );
+                }
+                return Ok(None);
+            }
+            (Some(_), None) => bail!("--oidc-issuer needs --oidc-client-id (the hub's client id)"),
+            (None, Some(_)) => bail!("--oidc-client-id needs --oidc-issuer (the provider's URL)"),
+            (Some(i), Some(c)) => (i.trim().to_string(), c.trim().to_string()),
+        };
+        if issuer.is_empty() || client_id.is_empty() {
+            bail!("--oidc-issuer and --oidc-client-id must not be empty");
+        }
+        let Some(client_secret) = secret else {
+            bail!(
+                "--oidc-issuer needs the client secret in the environment variable \
+                 DTH_OIDC_CLIENT_SECRET"
+            );
+        };
+        let scopes: Vec<String> = self
+            .oidc_scopes
+            .split([' ', ','])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let roles_claim = self
+            .oidc_roles_claim
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| "groups".to_string());
+        Ok(Some(OidcSettings {
+            issuer,
+            client_id,
+            client_secret,
+            name: self.oidc_name.clone(),
+            scopes,
+            roles_claim: Some(roles_claim),
+        }))
+    }
+}
+
+/// `GROUP=ROLE,GROUP=ROLE` as pairs (a group name may hold `=`: the last one splits).
+fn parse_role_map(map: &str) -> Result<Vec<(String, Role)>, String> {
+    map.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (group, role) = pair
+                .rsplit_once('=')
+                .ok_or_else(|| format!("{pair:?} is not GROUP=ROLE"))?;
+            let group = group.trim();
+            if group.is_empty() {
+                return Err(format!("{pair:?} has no group"));
+            }
+            let role: Role = role.trim().parse().map_err(|e| format!("{pair:?}: {e}"))?;
+            Ok((group.to_string(), role))
+        })
+        .collect()
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.
@@ -306,5 +467,25 @@ fn redact_url(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_maps_parse() {
+        assert_eq!(
+            parse_role_map("dth-admins=admin, ops=operator,,cn=x=viewer").unwrap(),
+            vec![
+                ("dth-admins".to_string(), Role::Admin),
+                ("ops".to_string(), Role::Operator),
+                ("cn=x".to_string(), Role::Viewer),
+            ]
+        );
+        assert!(parse_role_map("admins").unwrap_err().contains("GROUP=ROLE"));
+        assert!(parse_role_map("=admin").is_err());
+        assert!(parse_role_map("a=root").is_err());
     }
 }
