@@ -593,6 +593,12 @@ impl Hub {
             .await
     }
 
+    /// Whether the actor may manage users (admin): asked before a request body about users is
+    /// read, so a caller without the role learns nothing from its validation.
+    pub fn may_manage_users(&self, actor: &Actor) -> Result<(), Error> {
+        Ok(actor.require(Role::Admin)?)
+    }
+
     /// Every user (admin).
     pub async fn list_users(&self, actor: &Actor) -> Result<Vec<User>, Error> {
         actor.require(Role::Admin)?;
