@@ -17,6 +17,7 @@ mod endpoint;
 mod image;
 mod options;
 mod outcome;
+mod plan;
 mod secret;
 mod size;
 mod task;
@@ -30,6 +31,9 @@ pub use image::{
 };
 pub use options::{CompareMode, Sse, SyncOptions};
 pub use outcome::{Action, Verification};
+pub use plan::{
+    CostEstimate, CostLine, ImagePlan, ObjectPlan, Plan, Price, PriceTable, PricedSide, Requests,
+};
 pub use secret::{AccessKey, RegistryLogin, SecretValue, check_secret_name};
 pub use size::parse_size;
 pub use task::{

@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub struct TaskSpec {
     /// A name for people.
     pub name: String,
+    /// What the task is for, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// What to copy.
     #[serde(flatten)]
     pub job: Job,
@@ -54,6 +57,16 @@ impl TaskSpec {
     pub fn validate(&self) -> Result<(), ParseError> {
         if self.name.trim().is_empty() {
             return Err(bad("name", &self.name, "a task needs a name"));
+        }
+        if self.name.chars().count() > 200 {
+            return Err(bad("name", &self.name, "at most 200 characters"));
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 2000)
+        {
+            return Err(bad("description", "…", "at most 2000 characters"));
         }
         if self.max_attempts == Some(0) {
             return Err(bad("max_attempts", "0", "at least 1"));

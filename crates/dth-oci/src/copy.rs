@@ -349,6 +349,38 @@ impl Copier {
         Ok((want, same))
     }
 
+    /// The blobs (configs and distributable layers) of the image a job names at the source, after
+    /// the platform selection, each once: what a copy would read at most.
+    pub async fn blobs(&self, job: &ImageJob) -> Result<Vec<Descriptor>> {
+        let what = format!("{}:{}", job.src_repo, job.reference);
+        let head = self.resolve_source(job).await?;
+        let top = self.select(
+            self.src.manifest(&job.src_repo, head.as_str()).await?,
+            &what,
+        )?;
+        let mut images = Vec::new();
+        match top.content(&what)? {
+            Content::Image { config, layers } => images.push((config, layers)),
+            Content::Index { manifests } => {
+                for child in manifests {
+                    let m = self
+                        .src
+                        .manifest(&job.src_repo, child.digest.as_str())
+                        .await?;
+                    if let Content::Image { config, layers } = m.content(&what)? {
+                        images.push((config, layers));
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        Ok(images
+            .into_iter()
+            .flat_map(|(config, layers)| std::iter::once(config).chain(layers))
+            .filter(|d| !d.foreign && seen.insert(d.digest.clone()))
+            .collect())
+    }
+
     async fn resolve_source(&self, job: &ImageJob) -> Result<Digest> {
         let what = format!("{}:{}", job.src_repo, job.reference);
         Ok(self

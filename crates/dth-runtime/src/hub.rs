@@ -8,7 +8,7 @@ use dth_model::{
     TaskSpec, TaskStatus, check_secret_name,
 };
 use dth_model::{Actor, Role, RunCounters};
-use dth_store::{Event, Item, NewEvent, NewTask, Run, SecretInfo, Store, Task, now_ms};
+use dth_store::{Event, Item, ItemQuery, NewEvent, NewTask, Run, SecretInfo, Store, Task, now_ms};
 use tokio::sync::Notify;
 
 use crate::Error;
@@ -38,6 +38,8 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// Sign-in, sessions and tokens.
     pub access: AccessConfig,
+    /// How often the scheduler's leader samples the progress of active runs (for charts).
+    pub sample_every: Duration,
 }
 
 impl Default for Config {
@@ -52,12 +54,13 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             smtp: None,
             access: AccessConfig::default(),
+            sample_every: Duration::from_secs(10),
         }
     }
 }
 
 /// The secrets a spec refers to, with the side naming each.
-fn secret_names(spec: &TaskSpec) -> Vec<(&'static str, String)> {
+pub(crate) fn secret_names(spec: &TaskSpec) -> Vec<(&'static str, String)> {
     let names = match &spec.job {
         Job::S3(j) => [&j.source, &j.destination].map(|e| match &e.credentials {
             Credentials::Secret { name } => Some(name.clone()),
@@ -76,7 +79,7 @@ fn secret_names(spec: &TaskSpec) -> Vec<(&'static str, String)> {
 }
 
 /// Whether a secret name is one [`Hub::create_task`] made (`task-XXXXXXXX-source|destination`).
-fn is_generated_secret(name: &str) -> bool {
+pub(crate) fn is_generated_secret(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("task-") else {
         return false;
     };
@@ -138,7 +141,63 @@ impl Hub {
         spec: &serde_json::Value,
     ) -> Result<Task, Error> {
         actor.require(Role::Operator)?;
-        let mut spec = TaskSpec::from_json(spec).map_err(Error::BadRequest)?;
+        let mut spec = self.read_spec(spec).await?;
+        let moved = self.move_credentials(&mut spec).await?;
+        self.insert_task(actor, &spec, moved, "created").await
+    }
+
+    /// Stores a checked spec as a new task due at once, on behalf of `actor`; on failure the
+    /// secrets in `made` (made for it) are deleted again.
+    pub(crate) async fn insert_task(
+        &self,
+        actor: &Actor,
+        spec: &TaskSpec,
+        made: Vec<String>,
+        how: &str,
+    ) -> Result<Task, Error> {
+        let created = match serde_json::to_value(spec) {
+            Ok(value) => self
+                .store
+                .create_task(NewTask {
+                    name: spec.name.clone(),
+                    kind: spec.kind().to_string(),
+                    spec: value,
+                    next_run_at: Some(now_ms()),
+                    run_requested_by: Some(actor.label()),
+                })
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(Error::BadRequest(format!("task spec: {e}"))),
+        };
+        let task = match created {
+            Ok(t) => t,
+            Err(e) => {
+                self.forget_secrets(&made).await;
+                return Err(e);
+            }
+        };
+        self.audit(
+            actor,
+            "task.created",
+            Some(&task.id),
+            None,
+            &format!("task {:?} {how}", spec.name),
+        )
+        .await;
+        self.wake.notify_waiters();
+        Ok(task)
+    }
+
+    /// Deletes secrets made for a task that was not created after all.
+    pub(crate) async fn forget_secrets(&self, names: &[String]) {
+        for name in names {
+            let _ = self.store.delete_secret(name).await;
+        }
+    }
+
+    /// Reads and checks a spec: its JSON, its values, and that the secrets it names exist.
+    pub(crate) async fn read_spec(&self, spec: &serde_json::Value) -> Result<TaskSpec, Error> {
+        let spec = TaskSpec::from_json(spec).map_err(Error::BadRequest)?;
         spec.validate()?;
         if let Job::Image(job) = &spec.job {
             dth_oci::open::check(job).map_err(|e| Error::BadRequest(e.to_string()))?;
@@ -150,39 +209,7 @@ impl Hub {
                 )));
             }
         }
-        let moved = self.move_credentials(&mut spec).await?;
-        let created = match serde_json::to_value(&spec) {
-            Ok(value) => self
-                .store
-                .create_task(NewTask {
-                    name: spec.name.clone(),
-                    kind: spec.kind().to_string(),
-                    spec: value,
-                    next_run_at: Some(now_ms()),
-                })
-                .await
-                .map_err(Error::from),
-            Err(e) => Err(Error::BadRequest(format!("task spec: {e}"))),
-        };
-        let task = match created {
-            Ok(t) => t,
-            Err(e) => {
-                for name in &moved {
-                    let _ = self.store.delete_secret(name).await;
-                }
-                return Err(e);
-            }
-        };
-        self.audit(
-            actor,
-            "task.created",
-            Some(&task.id),
-            None,
-            &format!("task {:?} created", spec.name),
-        )
-        .await;
-        self.wake.notify_waiters();
-        Ok(task)
+        Ok(spec)
     }
 
     /// Starts a stopped, done or failed task, or runs an active one again now.
@@ -197,7 +224,7 @@ impl Hub {
                 .set_task_status(id, TaskStatus::Starting, None)
                 .await?;
         }
-        self.store.set_next_run(id, Some(now_ms())).await?;
+        self.store.request_run(id, &actor.label()).await?;
         self.audit(actor, "task.started", Some(id), None, "started")
             .await;
         self.wake.notify_waiters();
@@ -380,30 +407,29 @@ impl Hub {
     /// One run with its counters (viewer).
     pub async fn run(&self, actor: &Actor, id: i64) -> Result<(Run, RunCounters), Error> {
         actor.require(Role::Viewer)?;
-        let run = self
-            .store
-            .get_run(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+        let run = self.get_run(id).await?;
         let counters = self.store.run_counters(id).await?;
         Ok((run, counters))
     }
 
-    /// A run's items, optionally in one state, by id after `after_id` (viewer).
+    /// One run, without its counters (they are a count over its items).
+    pub(crate) async fn get_run(&self, id: i64) -> Result<Run, Error> {
+        self.store
+            .get_run(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {id}")))
+    }
+
+    /// A run's items matching a query (state, key prefix, page), by id (viewer).
     pub async fn items(
         &self,
         actor: &Actor,
         run_id: i64,
-        state: Option<ItemState>,
-        after_id: i64,
-        limit: u32,
+        query: &ItemQuery,
     ) -> Result<Vec<Item>, Error> {
         actor.require(Role::Viewer)?;
-        self.run(actor, run_id).await?;
-        Ok(self
-            .store
-            .list_items(run_id, state, after_id, limit)
-            .await?)
+        self.get_run(run_id).await?;
+        Ok(self.store.search_items(run_id, query).await?)
     }
 
     /// A task's events, newest first (viewer).
@@ -523,9 +549,7 @@ impl Hub {
         let mut moved: Vec<String> = Vec::new();
         for (name, value) in clear {
             if let Err(e) = self.store.put_secret(&name, &value.to_bytes()).await {
-                for name in &moved {
-                    let _ = self.store.delete_secret(name).await;
-                }
+                self.forget_secrets(&moved).await;
                 return Err(e.into());
             }
             moved.push(name);

@@ -28,15 +28,20 @@ Run counters are never kept here: they come from item states in the store.
 
 pub mod access;
 mod alarm;
+mod edit;
 mod engine;
 mod finder;
 mod hub;
 mod payload;
+mod plan;
+mod progress;
 mod scheduler;
+mod settings;
 mod worker;
 
 pub use alarm::SmtpConfig;
 pub use hub::{Config, Hub};
+pub use progress::Progress;
 
 /// What a runtime call can fail with; the API maps the kinds to HTTP statuses.
 #[derive(Debug, thiserror::Error)]

@@ -36,8 +36,13 @@ impl Hub {
             };
             tracing::info!(worker = %self.config.worker_id, "leading the scheduler");
             self.resume().await;
+            let mut sampled = tokio::time::Instant::now();
             while lead.is_held() && !shutdown.is_cancelled() {
                 self.tick().await;
+                if sampled.elapsed() >= self.config.sample_every {
+                    sampled = tokio::time::Instant::now();
+                    self.sample_active_runs().await;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(TICK) => {}
                     _ = self.wake.notified() => {}
@@ -98,6 +103,11 @@ impl Hub {
             }
         };
         let next = spec.effective_schedule().next_after(now.max(due));
+        // A user's start (or the task's creation) names who asked; otherwise the schedule fired.
+        let trigger = match task.run_requested_by {
+            Some(_) => Trigger::User,
+            None => Trigger::Schedule,
+        };
         match self.store.advance_schedule(&task.id, due, next).await {
             Ok(true) => {}
             Ok(false) => return, // another scheduler fired it
@@ -108,10 +118,16 @@ impl Hub {
         }
         match self
             .store
-            .create_run(&task.id, Trigger::Schedule, spec.effective_max_attempts())
+            .create_run(
+                &task.id,
+                trigger,
+                task.run_requested_by.as_deref(),
+                spec.effective_max_attempts(),
+            )
             .await
         {
             Ok(run) => {
+                self.sample(run.id).await;
                 if let Err(e) = self
                     .store
                     .set_task_status(&task.id, TaskStatus::InProgress, None)
@@ -119,14 +135,10 @@ impl Hub {
                 {
                     tracing::error!(task = %task.id, "{e}");
                 }
-                self.event(
-                    &task.id,
-                    Some(run.id),
-                    "run.started",
-                    "scheduler",
-                    "run started",
-                )
-                .await;
+                let by = run.started_by.as_deref().unwrap_or("scheduler");
+                let msg = format!("run started ({})", run.trigger.name());
+                self.event(&task.id, Some(run.id), "run.started", by, &msg)
+                    .await;
                 tokio::spawn(Arc::clone(self).find(run, false));
             }
             Err(dth_store::Error::Conflict(m)) => {

@@ -583,6 +583,14 @@ impl Hub {
             return;
         };
         let counters = self.store.run_counters(run_id).await.unwrap_or_default();
+        let at = run.ended_at.unwrap_or_else(dth_store::now_ms);
+        if let Err(e) = self
+            .store
+            .add_sample(run_id, crate::progress::sample_of(at, &counters))
+            .await
+        {
+            tracing::warn!(run = run_id, "sampler: {e}");
+        }
         let failed = status == RunStatus::Failed || run.error.is_some();
         let msg = format!(
             "run {} ended {}: {} found, {} copied ({} bytes), {} skipped, {} deleted, {} dead{}",

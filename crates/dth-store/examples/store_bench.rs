@@ -65,11 +65,12 @@ async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
             kind: "s3".into(),
             spec: serde_json::json!({}),
             next_run_at: None,
+            run_requested_by: None,
         })
         .await
         .expect("create task");
     let run = store
-        .create_run(&task.id, Trigger::User, 5)
+        .create_run(&task.id, Trigger::User, None, 5)
         .await
         .expect("create run");
     let items: Vec<NewItem> = (0..a.items)

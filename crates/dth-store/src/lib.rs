@@ -19,7 +19,8 @@ nothing here logs or prints them. API tokens are stored as SHA-256 hashes.
 
 [`Store`] is the union of one trait per concern, each in its own module with its own SQL:
 [`TaskStore`] (`tasks.rs`), [`RunStore`] (`runs.rs`), [`QueueStore`] (`queue.rs`), [`SecretStore`]
-(`secrets.rs`), [`AccountStore`] (`accounts.rs`) and [`EventStore`] (`events.rs`). Both backends share their SQL
+(`secrets.rs`), [`AccountStore`] (`accounts.rs`), [`EventStore`] (`events.rs`) and
+[`SettingStore`] (`settings.rs`). Both backends share their SQL
 (`$N` placeholders, which sqlx's SQLite driver binds by number): each module writes its methods once as
 a macro expanded per backend; only claims, transactions and leadership differ (`sqlite.rs`,
 `postgres.rs`). Integer columns are `BIGINT`, JSON is text.
@@ -40,6 +41,7 @@ mod queue;
 mod rows;
 mod runs;
 mod secrets;
+mod settings;
 mod sqlite;
 mod tasks;
 
@@ -48,9 +50,10 @@ pub use accounts::{
 };
 pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
 pub use events::{AuditFilter, Event, EventStore, NewEvent};
-pub use queue::{Ack, Acked, Item, NewItem, QueueStore, Retried, Retry};
-pub use runs::{Run, RunStore};
+pub use queue::{Ack, Acked, Item, ItemQuery, NewItem, QueueStore, Retried, Retry};
+pub use runs::{Run, RunSample, RunStore};
 pub use secrets::{SecretInfo, SecretStore, SecretValue};
+pub use settings::{Setting, SettingStore};
 pub use tasks::{NewTask, Task, TaskStore};
 
 /// Opens the store at `url` and applies its migrations: `postgres://…` or `postgresql://…` for
@@ -117,7 +120,16 @@ pub trait Leadership: Send + Sync {
 /// methods include every concern's.
 #[async_trait]
 pub trait Store:
-    TaskStore + RunStore + QueueStore + SecretStore + AccountStore + EventStore + Send + Sync + 'static
+    TaskStore
+    + RunStore
+    + QueueStore
+    + SecretStore
+    + AccountStore
+    + EventStore
+    + SettingStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -60,6 +60,19 @@ pub struct Item {
     pub updated_at: Millis,
 }
 
+/// Which items of a run to list: optionally one state and a key prefix, by id after `after_id`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemQuery {
+    /// Only items in this state.
+    pub state: Option<ItemState>,
+    /// Only keys starting with this (compared exactly, case-sensitive).
+    pub key_prefix: Option<String>,
+    /// Only ids above this (0: from the first); pages on with the last id seen.
+    pub after_id: i64,
+    /// At most this many.
+    pub limit: u32,
+}
+
 /// An item to queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewItem {
@@ -175,6 +188,8 @@ pub trait QueueStore: Send + Sync {
     /// Dead-letters a giant object (waiting, or queued / leased after its last part) and cancels its
     /// unfinished parts (queued or leased: their workers' acks are then refused). For when a part died.
     async fn kill_parent(&self, parent_id: i64, error: &str) -> Result<()>;
+    /// Items of a run that match a query, by id.
+    async fn search_items(&self, run_id: i64, query: &ItemQuery) -> Result<Vec<Item>>;
     /// Items of a run, optionally in one state, by id after `after_id`, at most `limit`.
     async fn list_items(
         &self,
@@ -182,7 +197,15 @@ pub trait QueueStore: Send + Sync {
         state: Option<ItemState>,
         after_id: i64,
         limit: u32,
-    ) -> Result<Vec<Item>>;
+    ) -> Result<Vec<Item>> {
+        let query = ItemQuery {
+            state,
+            key_prefix: None,
+            after_id,
+            limit,
+        };
+        self.search_items(run_id, &query).await
+    }
     /// One item.
     async fn get_item(&self, id: i64) -> Result<Option<Item>>;
     /// Dead items of a run (all, or these ids) queued again with attempts reset; a FAILED or DONE run
@@ -697,45 +720,35 @@ macro_rules! impl_queue_store {
                 Ok(())
             }
 
-            async fn list_items(
+            async fn search_items(
                 &self,
                 run_id: i64,
-                state: Option<dth_model::ItemState>,
-                after_id: i64,
-                limit: u32,
+                query: &$crate::ItemQuery,
             ) -> $crate::Result<Vec<$crate::Item>> {
-                let what = || $crate::rows::db(format!("list items of run {run_id}"));
-                let rows: Vec<$crate::rows::ItemRow> = match state {
-                    Some(state) => {
-                        let sql = format!(
-                            "SELECT {} FROM items WHERE run_id = $1 AND state = $2 AND id > $3 \
-                             ORDER BY id LIMIT $4",
-                            $crate::rows::ITEM_COLS
-                        );
-                        sqlx::query_as(&sql)
-                            .bind(run_id)
-                            .bind(state.name())
-                            .bind(after_id)
-                            .bind(i64::from(limit))
-                            .fetch_all(&self.pool)
-                            .await
-                            .map_err(what())?
-                    }
-                    None => {
-                        let sql = format!(
-                            "SELECT {} FROM items WHERE run_id = $1 AND id > $2 \
-                             ORDER BY id LIMIT $3",
-                            $crate::rows::ITEM_COLS
-                        );
-                        sqlx::query_as(&sql)
-                            .bind(run_id)
-                            .bind(after_id)
-                            .bind(i64::from(limit))
-                            .fetch_all(&self.pool)
-                            .await
-                            .map_err(what())?
-                    }
-                };
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM items WHERE run_id = ",
+                    $crate::rows::ITEM_COLS
+                ));
+                qb.push_bind(run_id);
+                if let Some(state) = query.state {
+                    qb.push(" AND state = ").push_bind(state.name());
+                }
+                if let Some(prefix) = query.key_prefix.as_deref().filter(|p| !p.is_empty()) {
+                    // substr/length count characters on both backends; no LIKE escaping needed.
+                    qb.push(" AND substr(key, 1, length(")
+                        .push_bind(prefix.to_string())
+                        .push(")) = ")
+                        .push_bind(prefix.to_string());
+                }
+                qb.push(" AND id > ")
+                    .push_bind(query.after_id)
+                    .push(" ORDER BY id LIMIT ")
+                    .push_bind(i64::from(query.limit));
+                let rows: Vec<$crate::rows::ItemRow> = qb
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::rows::db(format!("list items of run {run_id}")))?;
                 $crate::rows::items(rows)
             }
 

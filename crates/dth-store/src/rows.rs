@@ -6,11 +6,11 @@ use dth_model::{ItemKind, ItemState, RunStatus, TaskStatus, Trigger};
 use crate::{Error, Event, Item, Millis, Result, Run, SecretInfo, Task};
 
 /// Columns of `tasks`, in [`TaskRow`] order.
-pub(crate) const TASK_COLS: &str =
-    "id, name, kind, spec, status, error_code, error, next_run_at, created_at, updated_at";
+pub(crate) const TASK_COLS: &str = "id, name, kind, spec, status, error_code, error, next_run_at, created_at, updated_at, \
+     run_requested_by";
 /// Columns of `runs`.
 pub(crate) const RUN_COLS: &str = "id, task_id, trigger_kind, status, max_attempts, error, \
-     started_at, found_at, ended_at, up_to_date, up_to_date_bytes";
+     started_at, found_at, ended_at, up_to_date, up_to_date_bytes, started_by";
 /// Columns of `items`.
 pub(crate) const ITEM_COLS: &str = "id, run_id, task_id, kind, key, size, etag, parent_id, \
      part_number, state, attempts, lease_owner, lease_expires_at, not_before, last_error, \
@@ -66,6 +66,7 @@ pub(crate) struct TaskRow {
     next_run_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    run_requested_by: Option<String>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -82,6 +83,7 @@ impl TryFrom<TaskRow> for Task {
             next_run_at: r.next_run_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            run_requested_by: r.run_requested_by,
         })
     }
 }
@@ -99,6 +101,7 @@ pub(crate) struct RunRow {
     ended_at: Option<i64>,
     up_to_date: i64,
     up_to_date_bytes: i64,
+    started_by: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -117,6 +120,7 @@ impl TryFrom<RunRow> for Run {
             ended_at: r.ended_at,
             up_to_date: to_u64(r.up_to_date),
             up_to_date_bytes: to_u64(r.up_to_date_bytes),
+            started_by: r.started_by,
         })
     }
 }

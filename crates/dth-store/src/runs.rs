@@ -34,13 +34,34 @@ pub struct Run {
     pub up_to_date: u64,
     /// Bytes of `up_to_date`.
     pub up_to_date_bytes: u64,
+    /// Who started it (a user's label); `None` for the schedule and events.
+    pub started_by: Option<String>,
+}
+
+/// A sample of a run's progress, for throughput charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSample {
+    /// When it was taken.
+    pub at: Millis,
+    /// Bytes copied so far.
+    pub bytes_done: u64,
+    /// Items ended (done or skipped) so far.
+    pub items_done: u64,
+    /// Items dead so far.
+    pub items_failed: u64,
 }
 
 /// Runs of tasks and their counters.
 #[async_trait]
 pub trait RunStore: Send + Sync {
     /// Starts a run in FINDING. Fails with [`Error::Conflict`] while another run of the task is FINDING.
-    async fn create_run(&self, task_id: &str, trigger: Trigger, max_attempts: u32) -> Result<Run>;
+    async fn create_run(
+        &self,
+        task_id: &str,
+        trigger: Trigger,
+        started_by: Option<&str>,
+        max_attempts: u32,
+    ) -> Result<Run>;
     /// One run.
     async fn get_run(&self, id: i64) -> Result<Option<Run>>;
     /// Runs of a task, newest first.
@@ -63,6 +84,10 @@ pub trait RunStore: Send + Sync {
     /// active). Leased items stay with their workers, whose acks are still taken. Returns the items
     /// cancelled.
     async fn stop_run(&self, run_id: i64) -> Result<u64>;
+    /// Records a sample of a run's progress (a second sample at the same time replaces the first).
+    async fn add_sample(&self, run_id: i64, sample: RunSample) -> Result<()>;
+    /// A run's samples taken at or after `since`, oldest first.
+    async fn samples(&self, run_id: i64, since: Millis) -> Result<Vec<RunSample>>;
 }
 
 /// Implements [`RunStore`] for `$store` whose pool is a `sqlx::Pool<$db>`.
@@ -75,6 +100,7 @@ macro_rules! impl_run_store {
                 &self,
                 task_id: &str,
                 trigger: dth_model::Trigger,
+                started_by: Option<&str>,
                 max_attempts: u32,
             ) -> $crate::Result<$crate::Run> {
                 let what = || $crate::rows::db(format!("start a run of task {task_id}"));
@@ -104,8 +130,8 @@ macro_rules! impl_run_store {
                     )));
                 }
                 let sql = format!(
-                    "INSERT INTO runs (task_id, trigger_kind, status, max_attempts, started_at) \
-                     VALUES ($1, $2, 'FINDING', $3, $4) RETURNING {}",
+                    "INSERT INTO runs (task_id, trigger_kind, status, max_attempts, started_at, \
+                     started_by) VALUES ($1, $2, 'FINDING', $3, $4, $5) RETURNING {}",
                     $crate::rows::RUN_COLS
                 );
                 let row: std::result::Result<$crate::rows::RunRow, sqlx::Error> =
@@ -114,6 +140,7 @@ macro_rules! impl_run_store {
                         .bind(trigger.name())
                         .bind(i64::from(max_attempts.max(1)))
                         .bind($crate::now_ms())
+                        .bind(started_by)
                         .fetch_one(&mut *tx)
                         .await;
                 let row = match row {
@@ -367,6 +394,55 @@ macro_rules! impl_run_store {
                 .map_err(what())?;
                 tx.commit().await.map_err(what())?;
                 Ok(cancelled)
+            }
+
+            async fn add_sample(
+                &self,
+                run_id: i64,
+                sample: $crate::RunSample,
+            ) -> $crate::Result<()> {
+                use $crate::rows::to_i64;
+                sqlx::query(
+                    "INSERT INTO run_samples (run_id, at, bytes_done, items_done, items_failed) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, at) DO UPDATE SET \
+                     bytes_done = excluded.bytes_done, items_done = excluded.items_done, \
+                     items_failed = excluded.items_failed",
+                )
+                .bind(run_id)
+                .bind(sample.at)
+                .bind(to_i64(sample.bytes_done))
+                .bind(to_i64(sample.items_done))
+                .bind(to_i64(sample.items_failed))
+                .execute(&self.writer)
+                .await
+                .map_err($crate::rows::db(format!("sample run {run_id}")))?;
+                Ok(())
+            }
+
+            async fn samples(
+                &self,
+                run_id: i64,
+                since: $crate::Millis,
+            ) -> $crate::Result<Vec<$crate::RunSample>> {
+                use $crate::rows::to_u64;
+                let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT at, bytes_done, items_done, items_failed FROM run_samples \
+                     WHERE run_id = $1 AND at >= $2 ORDER BY at",
+                )
+                .bind(run_id)
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::rows::db(format!("read samples of run {run_id}")))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(at, b, d, f)| $crate::RunSample {
+                        at,
+                        bytes_done: to_u64(b),
+                        items_done: to_u64(d),
+                        items_failed: to_u64(f),
+                    })
+                    .collect())
             }
         }
     };

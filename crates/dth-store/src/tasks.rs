@@ -32,6 +32,9 @@ pub struct Task {
     pub created_at: Millis,
     /// Last change.
     pub updated_at: Millis,
+    /// Who asked for the next run (a user's start, the task's creation); the scheduler takes it
+    /// when it starts the run. `None`: the next run is the schedule's.
+    pub run_requested_by: Option<String>,
 }
 
 /// A task to create.
@@ -45,6 +48,8 @@ pub struct NewTask {
     pub spec: serde_json::Value,
     /// When the first run is due (`None`: not scheduled).
     pub next_run_at: Option<Millis>,
+    /// Who asked for that first run (its creator), if anyone.
+    pub run_requested_by: Option<String>,
 }
 
 /// The stored task definitions and their schedule.
@@ -63,16 +68,21 @@ pub trait TaskStore: Send + Sync {
         status: TaskStatus,
         error: Option<(String, String)>,
     ) -> Result<()>;
-    /// Moves `next_run_at` from `expected` to `next` only if it still is `expected`; true when this
-    /// caller won (so a schedule fires once even with several schedulers).
+    /// Moves `next_run_at` from `expected` to `next` only if it still is `expected`, taking
+    /// `run_requested_by`; true when this caller won (so a schedule fires once even with several
+    /// schedulers).
     async fn advance_schedule(
         &self,
         id: &str,
         expected: Millis,
         next: Option<Millis>,
     ) -> Result<bool>;
-    /// Sets `next_run_at` unconditionally (start, stop).
+    /// Sets `next_run_at` unconditionally (stop, a schedule changed).
     async fn set_next_run(&self, id: &str, next: Option<Millis>) -> Result<()>;
+    /// Asks for a run now on behalf of `by` (a user's start): `next_run_at` becomes now.
+    async fn request_run(&self, id: &str, by: &str) -> Result<()>;
+    /// Replaces a task's name and spec (an edit); the next run reads them.
+    async fn update_task(&self, id: &str, name: &str, spec: &serde_json::Value) -> Result<Task>;
     /// Tasks in STARTING or IN_PROGRESS whose `next_run_at` ≤ `now`.
     async fn due_tasks(&self, now: Millis) -> Result<Vec<Task>>;
     /// Deletes a task with its runs, items and events; false when there was none.
@@ -88,8 +98,8 @@ macro_rules! impl_task_store {
                 let now = $crate::now_ms();
                 let id = uuid::Uuid::new_v4().to_string();
                 let sql = format!(
-                    "INSERT INTO tasks ({}) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7) \
-                     RETURNING {}",
+                    "INSERT INTO tasks ({}) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7, \
+                     $8) RETURNING {}",
                     $crate::rows::TASK_COLS,
                     $crate::rows::TASK_COLS
                 );
@@ -101,6 +111,7 @@ macro_rules! impl_task_store {
                     .bind(dth_model::TaskStatus::Starting.name())
                     .bind(task.next_run_at)
                     .bind(now)
+                    .bind(&task.run_requested_by)
                     .fetch_one(&self.writer)
                     .await
                     .map_err($crate::rows::db(format!("create task {}", task.name)))?;
@@ -170,7 +181,7 @@ macro_rules! impl_task_store {
                 next: Option<$crate::Millis>,
             ) -> $crate::Result<bool> {
                 let done = sqlx::query(
-                    "UPDATE tasks SET next_run_at = $3, updated_at = $4 \
+                    "UPDATE tasks SET next_run_at = $3, run_requested_by = NULL, updated_at = $4 \
                      WHERE id = $1 AND next_run_at = $2",
                 )
                 .bind(id)
@@ -203,6 +214,53 @@ macro_rules! impl_task_store {
                     });
                 }
                 Ok(())
+            }
+
+            async fn request_run(&self, id: &str, by: &str) -> $crate::Result<()> {
+                let now = $crate::now_ms();
+                let done = sqlx::query(
+                    "UPDATE tasks SET next_run_at = $2, run_requested_by = $3, updated_at = $2 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(by)
+                .execute(&self.writer)
+                .await
+                .map_err($crate::rows::db(format!("request a run of task {id}")))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::Error::NotFound {
+                        what: "task",
+                        id: id.to_string(),
+                    });
+                }
+                Ok(())
+            }
+
+            async fn update_task(
+                &self,
+                id: &str,
+                name: &str,
+                spec: &serde_json::Value,
+            ) -> $crate::Result<$crate::Task> {
+                let sql = format!(
+                    "UPDATE tasks SET name = $2, spec = $3, updated_at = $4 WHERE id = $1 \
+                     RETURNING {}",
+                    $crate::rows::TASK_COLS
+                );
+                let row: Option<$crate::rows::TaskRow> = sqlx::query_as(&sql)
+                    .bind(id)
+                    .bind(name)
+                    .bind($crate::rows::to_json(spec))
+                    .bind($crate::now_ms())
+                    .fetch_optional(&self.writer)
+                    .await
+                    .map_err($crate::rows::db(format!("update task {id}")))?;
+                row.ok_or_else(|| $crate::Error::NotFound {
+                    what: "task",
+                    id: id.to_string(),
+                })?
+                .try_into()
             }
 
             async fn due_tasks(&self, now: $crate::Millis) -> $crate::Result<Vec<$crate::Task>> {

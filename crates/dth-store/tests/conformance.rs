@@ -123,6 +123,7 @@ async fn task(s: &dyn Store, name: &str) -> Task {
         kind: "s3".into(),
         spec: json!({"name": name, "n": 1}),
         next_run_at: None,
+        run_requested_by: None,
     })
     .await
     .unwrap()
@@ -132,7 +133,7 @@ async fn task(s: &dyn Store, name: &str) -> Task {
 async fn run_with(s: &dyn Store, n: usize, max_attempts: u32) -> (Task, Run) {
     let t = task(s, "t").await;
     let r = s
-        .create_run(&t.id, Trigger::User, max_attempts)
+        .create_run(&t.id, Trigger::User, None, max_attempts)
         .await
         .unwrap();
     let items: Vec<NewItem> = (0..n)
@@ -297,7 +298,10 @@ async fn delete_task_cascades(c: &Ctx) {
 async fn runs_lifecycle(c: &Ctx) {
     let s = &*c.store;
     let t = task(s, "t").await;
-    let r1 = s.create_run(&t.id, Trigger::Schedule, 3).await.unwrap();
+    let r1 = s
+        .create_run(&t.id, Trigger::Schedule, None, 3)
+        .await
+        .unwrap();
     assert_eq!(
         (r1.status, r1.trigger, r1.max_attempts),
         (RunStatus::Finding, Trigger::Schedule, 3)
@@ -306,7 +310,7 @@ async fn runs_lifecycle(c: &Ctx) {
     assert_eq!(s.get_run(r1.id).await.unwrap().unwrap(), r1);
     assert!(s.get_run(r1.id + 1000).await.unwrap().is_none());
     assert!(matches!(
-        s.create_run("nope", Trigger::User, 3).await,
+        s.create_run("nope", Trigger::User, None, 3).await,
         Err(Error::NotFound { what: "task", .. })
     ));
 
@@ -324,7 +328,7 @@ async fn runs_lifecycle(c: &Ctx) {
     let got = s.get_run(r1.id).await.unwrap().unwrap();
     assert_eq!(got.status, RunStatus::Transferring);
     assert!(got.found_at.is_some() && got.ended_at.is_none());
-    let r2 = s.create_run(&t.id, Trigger::User, 3).await.unwrap();
+    let r2 = s.create_run(&t.id, Trigger::User, None, 3).await.unwrap();
     let active: Vec<i64> = s
         .active_runs()
         .await
@@ -362,8 +366,11 @@ async fn runs_lifecycle(c: &Ctx) {
 async fn create_run_conflict_while_finding(c: &Ctx) {
     let s = c.store.clone();
     let t = task(&*s, "t").await;
-    let r = s.create_run(&t.id, Trigger::Schedule, 5).await.unwrap();
-    match s.create_run(&t.id, Trigger::User, 5).await {
+    let r = s
+        .create_run(&t.id, Trigger::Schedule, None, 5)
+        .await
+        .unwrap();
+    match s.create_run(&t.id, Trigger::User, None, 5).await {
         Err(Error::Conflict(m)) => assert!(m.contains("finding"), "{m}"),
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -377,7 +384,7 @@ async fn create_run_conflict_while_finding(c: &Ctx) {
         .map(|_| {
             let s = s.clone();
             let id = t.id.clone();
-            tokio::spawn(async move { s.create_run(&id, Trigger::Schedule, 5).await })
+            tokio::spawn(async move { s.create_run(&id, Trigger::Schedule, None, 5).await })
         })
         .collect();
     let mut ok = 0;
@@ -486,7 +493,7 @@ async fn claim_order_and_lease(c: &Ctx) {
     let (_t, _r) = run_with(s, 5, 5).await;
     // A run that is not active: its items are never claimed.
     let t2 = task(s, "stopped").await;
-    let r2 = s.create_run(&t2.id, Trigger::User, 5).await.unwrap();
+    let r2 = s.create_run(&t2.id, Trigger::User, None, 5).await.unwrap();
     s.insert_items(r2.id, &[obj("x", 1)]).await.unwrap();
     s.set_run_status(r2.id, RunStatus::Failed, None)
         .await
@@ -1027,7 +1034,7 @@ async fn kill_parent_cancels_parts(c: &Ctx) {
 async fn counters_exact(c: &Ctx) {
     let s = &*c.store;
     let t = task(s, "t").await;
-    let r = s.create_run(&t.id, Trigger::User, 5).await.unwrap();
+    let r = s.create_run(&t.id, Trigger::User, None, 5).await.unwrap();
     let mut items: Vec<NewItem> = (0..6).map(|i| obj(&format!("o{i}"), 100)).collect();
     items.push(NewItem {
         kind: ItemKind::Delete,
@@ -1134,7 +1141,7 @@ async fn stop_run_cancels(c: &Ctx) {
 async fn finish_run_if_drained(c: &Ctx) {
     let s = &*c.store;
     let t = task(s, "t").await;
-    let r = s.create_run(&t.id, Trigger::User, 5).await.unwrap();
+    let r = s.create_run(&t.id, Trigger::User, None, 5).await.unwrap();
     s.insert_items(r.id, &[obj("a", 1)]).await.unwrap();
     assert_eq!(
         s.finish_run_if_drained(r.id).await.unwrap(),
@@ -1551,7 +1558,7 @@ async fn users_and_sessions(c: &Ctx) {
 async fn events(c: &Ctx) {
     let s = &*c.store;
     let t = task(s, "t").await;
-    let r = s.create_run(&t.id, Trigger::User, 5).await.unwrap();
+    let r = s.create_run(&t.id, Trigger::User, None, 5).await.unwrap();
     for (i, kind) in ["task.created", "run.started", "item.dead"]
         .iter()
         .enumerate()
@@ -1669,6 +1676,139 @@ async fn reopen_keeps_data(c: &Ctx) {
     assert_eq!(again.backend(), s.backend());
 }
 
+async fn edits_and_run_requests(c: &Ctx) {
+    let s = &*c.store;
+    let t = task(s, "t").await;
+    assert_eq!(t.run_requested_by, None);
+    let edited = s
+        .update_task(&t.id, "renamed", &json!({"name": "renamed", "n": 2}))
+        .await
+        .unwrap();
+    assert_eq!(edited.name, "renamed");
+    assert_eq!(edited.spec["n"], 2);
+    assert_eq!(edited.created_at, t.created_at);
+    assert!(matches!(
+        s.update_task("nope", "x", &json!({})).await,
+        Err(Error::NotFound { .. })
+    ));
+    // A user's start: due now, remembered until the scheduler takes it.
+    s.request_run(&t.id, "ann@example.com").await.unwrap();
+    let due = s.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(due.run_requested_by.as_deref(), Some("ann@example.com"));
+    let at = due.next_run_at.unwrap();
+    assert!(s.advance_schedule(&t.id, at, None).await.unwrap());
+    assert_eq!(
+        s.get_task(&t.id).await.unwrap().unwrap().run_requested_by,
+        None
+    );
+    let r = s
+        .create_run(&t.id, Trigger::User, Some("ann@example.com"), 3)
+        .await
+        .unwrap();
+    assert_eq!(r.started_by.as_deref(), Some("ann@example.com"));
+    assert_eq!(
+        s.get_run(r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .started_by
+            .as_deref(),
+        Some("ann@example.com")
+    );
+}
+
+async fn run_samples(c: &Ctx) {
+    let s = &*c.store;
+    let (_, r) = run_with(s, 1, 5).await;
+    let sample = |at, b| dth_store::RunSample {
+        at,
+        bytes_done: b,
+        items_done: b / 10,
+        items_failed: 0,
+    };
+    s.add_sample(r.id, sample(2_000, 20)).await.unwrap();
+    s.add_sample(r.id, sample(1_000, 10)).await.unwrap();
+    // The same time again replaces.
+    s.add_sample(r.id, sample(2_000, 30)).await.unwrap();
+    let all = s.samples(r.id, 0).await.unwrap();
+    assert_eq!(all, vec![sample(1_000, 10), sample(2_000, 30)]);
+    assert_eq!(
+        s.samples(r.id, 1_500).await.unwrap(),
+        vec![sample(2_000, 30)]
+    );
+    assert!(s.samples(r.id + 1000, 0).await.unwrap().is_empty());
+}
+
+async fn settings(c: &Ctx) {
+    let s = &*c.store;
+    assert_eq!(s.setting("prices").await.unwrap(), None);
+    s.put_setting("prices", &json!({"a": 1}), "admin")
+        .await
+        .unwrap();
+    s.put_setting("prices", &json!({"a": 2, "k": "ü"}), "bob")
+        .await
+        .unwrap();
+    let got = s.setting("prices").await.unwrap().unwrap();
+    assert_eq!(got.value, json!({"a": 2, "k": "ü"}));
+    assert_eq!(got.updated_by, "bob");
+}
+
+async fn search_items_by_prefix_and_state(c: &Ctx) {
+    let s = &*c.store;
+    let t = task(s, "t").await;
+    let r = s.create_run(&t.id, Trigger::User, None, 5).await.unwrap();
+    let keys = ["a/1", "a/2", "a%/3", "a_/4", "b/1", "é/5", "A/6"];
+    let items: Vec<NewItem> = keys.iter().map(|k| obj(k, 1)).collect();
+    s.insert_items(r.id, &items).await.unwrap();
+    let q = |prefix: Option<&str>, state: Option<ItemState>| dth_store::ItemQuery {
+        state,
+        key_prefix: prefix.map(String::from),
+        after_id: 0,
+        limit: 100,
+    };
+    let found = |v: Vec<Item>| v.into_iter().map(|i| i.key).collect::<Vec<_>>();
+    let hits = found(s.search_items(r.id, &q(Some("a/"), None)).await.unwrap());
+    assert_eq!(hits, ["a/1", "a/2"]);
+    // LIKE wildcards are plain characters; case matters.
+    assert_eq!(
+        found(s.search_items(r.id, &q(Some("a%"), None)).await.unwrap()),
+        ["a%/3"]
+    );
+    assert_eq!(
+        found(s.search_items(r.id, &q(Some("a_"), None)).await.unwrap()),
+        ["a_/4"]
+    );
+    assert_eq!(
+        found(s.search_items(r.id, &q(Some("é"), None)).await.unwrap()),
+        ["é/5"]
+    );
+    assert_eq!(
+        s.search_items(r.id, &q(Some(""), None))
+            .await
+            .unwrap()
+            .len(),
+        keys.len()
+    );
+    assert!(
+        s.search_items(r.id, &q(Some("a/"), Some(ItemState::Dead)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let queued = s
+        .search_items(r.id, &q(Some("a/"), Some(ItemState::Queued)))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2);
+    let mut page = q(Some("a"), None);
+    page.limit = 2;
+    let first = s.search_items(r.id, &page).await.unwrap();
+    page.after_id = first.last().unwrap().id;
+    let second = s.search_items(r.id, &page).await.unwrap();
+    assert_eq!(found(first), ["a/1", "a/2"]);
+    assert_eq!(found(second), ["a%/3", "a_/4"]);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1720,4 +1860,8 @@ conformance!(
     events,
     leadership,
     reopen_keeps_data,
+    edits_and_run_requests,
+    run_samples,
+    settings,
+    search_items_by_prefix_and_state,
 );

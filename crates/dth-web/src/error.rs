@@ -230,3 +230,11 @@ pub fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError
         ))),
     }
 }
+
+/// An optional JSON body: empty (or only whitespace) is `T::default()`.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}

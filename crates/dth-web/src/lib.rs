@@ -7,8 +7,8 @@ accounts come later; for now every `/api/v1` route except the OpenAPI document n
   who the caller is, [`views`] the view types every front end renders, [`error`] the one error type.
 - [`router`] builds the [`axum::Router`] for a hub; [`serve`] runs it on a listener until a
   [`CancellationToken`] is cancelled, then finishes the requests in flight (graceful shutdown).
-- Routes: `GET /health` (no auth), `GET /api/v1/openapi.json` and `GET /api/v1/auth/providers`
-  (no auth), `GET /auth/oidc/login` and `/auth/oidc/callback` (sign-in through an OpenID Connect
+- Routes: `GET /health` (no auth), `GET /api/v1/openapi.json`, the rendered API docs at
+  `/api/docs/` (Swagger UI, its files in the binary) and `GET /api/v1/auth/providers` (no auth), `GET /auth/oidc/login` and `/auth/oidc/callback` (sign-in through an OpenID Connect
   provider, [`auth::oidc`]), and under `/api/v1`: tasks
   (create, list, get with the latest run, start, stop, delete), runs (list, get with counters, items by
   state paginated by id, retry dead items), events of a task, and secrets (put, list, delete).
@@ -71,6 +71,8 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Sign-in through an OpenID Connect provider, when one is configured.
     pub oidc: Option<Arc<auth::oidc::OidcLogin>>,
+    /// How often a progress stream sends an update (1 s).
+    pub progress_every: std::time::Duration,
 }
 
 impl WebConfig {
@@ -80,6 +82,7 @@ impl WebConfig {
             public_origin: public_url.origin().ascii_serialization(),
             secure_cookies: public_url.scheme() == "https",
             oidc: None,
+            progress_every: std::time::Duration::from_secs(1),
         }
     }
 
@@ -103,6 +106,7 @@ pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
         .route(auth::oidc::LOGIN_PATH, get(auth::oidc::login))
         .route(auth::oidc::CALLBACK_PATH, get(auth::oidc::callback))
         .nest("/api/v1", api::router())
+        .merge(api::openapi::docs_page())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

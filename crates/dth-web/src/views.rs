@@ -114,6 +114,8 @@ pub struct RunView {
     pub found_at: Option<Millis>,
     /// End (Unix ms).
     pub ended_at: Option<Millis>,
+    /// Who started it (`trigger` `user`); null for the schedule and events.
+    pub started_by: Option<String>,
 }
 
 impl From<Run> for RunView {
@@ -128,6 +130,7 @@ impl From<Run> for RunView {
             started_at: r.started_at,
             found_at: r.found_at,
             ended_at: r.ended_at,
+            started_by: r.started_by,
         }
     }
 }
@@ -147,6 +150,102 @@ impl From<(Run, RunCounters)> for RunDetail {
         RunDetail {
             run: run.into(),
             counters,
+        }
+    }
+}
+
+/// The live progress of a run (`GET /api/v1/tasks/{id}/progress`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    /// The run and its counters.
+    #[serde(flatten)]
+    pub run: RunDetail,
+    /// Bytes written so far: copied objects, and objects and parts in flight.
+    pub bytes_done: u64,
+    /// Bytes per second over the last 10 seconds.
+    pub rate_bytes_per_s: f64,
+    /// Items ended per second over the last 10 seconds.
+    pub items_per_s: f64,
+    /// Seconds left at the current rate; null while finding, stalled or ended.
+    pub eta_seconds: Option<u64>,
+}
+
+impl From<dth_runtime::Progress> for ProgressView {
+    fn from(p: dth_runtime::Progress) -> Self {
+        ProgressView {
+            run: RunDetail::from((p.run, p.counters)),
+            bytes_done: p.bytes_done,
+            rate_bytes_per_s: p.rate_bytes_per_s,
+            items_per_s: p.items_per_s,
+            eta_seconds: p.eta_seconds,
+        }
+    }
+}
+
+/// A sample of a run's progress, for charts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct SampleView {
+    /// When (Unix ms).
+    pub at: Millis,
+    /// Bytes written so far.
+    pub bytes_done: u64,
+    /// Items ended (copied, skipped, deleted, dead) so far.
+    pub items_done: u64,
+    /// Items dead so far.
+    pub items_failed: u64,
+}
+
+impl From<dth_store::RunSample> for SampleView {
+    fn from(s: dth_store::RunSample) -> Self {
+        SampleView {
+            at: s.at,
+            bytes_done: s.bytes_done,
+            items_done: s.items_done,
+            items_failed: s.items_failed,
+        }
+    }
+}
+
+/// One line of a run's report (CSV columns in this order, or a JSON line).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportLine {
+    /// Object key (or image), relative to the task's prefixes.
+    pub key: String,
+    /// `object`, `delete`, `image` (parts are reported through their object).
+    pub kind: String,
+    /// What happened: `copied`, `deleted`, `skipped`, `failed`, `cancelled` or `pending`.
+    pub action: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// How the copy was verified, or why it was skipped.
+    pub verification: Option<String>,
+    /// Claims it took.
+    pub attempts: u32,
+    /// The last error.
+    pub error: Option<String>,
+    /// Destination ETag after the copy.
+    pub dst_etag: Option<String>,
+}
+
+impl From<Item> for ReportLine {
+    fn from(i: Item) -> Self {
+        let action = match (i.state, i.kind) {
+            (ItemState::Done, ItemKind::Delete) => "deleted",
+            (ItemState::Done, _) => "copied",
+            (ItemState::Skipped, _) => "skipped",
+            (ItemState::Dead, _) => "failed",
+            (ItemState::Cancelled, _) => "cancelled",
+            _ => "pending",
+        };
+        ReportLine {
+            key: i.key,
+            kind: i.kind.name().to_string(),
+            action: action.to_string(),
+            size: i.size,
+            verification: i.verification,
+            attempts: i.attempts,
+            error: i.last_error,
+            dst_etag: i.dst_etag,
         }
     }
 }

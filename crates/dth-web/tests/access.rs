@@ -362,9 +362,13 @@ fn rule(method: &str, path: &str) -> Need {
         ("get", p) if p.starts_with("/tasks") || p.starts_with("/runs") => {
             Role(dth_model::Role::Viewer)
         }
-        ("post" | "delete", p) if p.starts_with("/tasks") || p.starts_with("/runs") => {
+        ("post" | "delete" | "patch", p)
+            if p.starts_with("/tasks") || p.starts_with("/runs") || p == "/plan" =>
+        {
             Role(dth_model::Role::Operator)
         }
+        ("get", "/settings/prices") => Role(dth_model::Role::Viewer),
+        (_, p) if p.starts_with("/settings") => Role(dth_model::Role::Admin),
         (_, p) if p.starts_with("/secrets") => Role(dth_model::Role::Operator),
         _ => panic!("route {method} {path} has no rule in this test's table: add one"),
     }

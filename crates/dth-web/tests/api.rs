@@ -207,7 +207,11 @@ async fn task_lifecycle() {
     assert_eq!(got["latest_run"], Value::Null);
 
     // A run (as the scheduler would make it) shows up with its counters.
-    let run = api.store.create_run(&id, Trigger::User, 5).await.unwrap();
+    let run = api
+        .store
+        .create_run(&id, Trigger::User, None, 5)
+        .await
+        .unwrap();
     api.store
         .insert_items(run.id, &[object("a.jpg", 10), object("b.jpg", 20)])
         .await
@@ -686,7 +690,11 @@ async fn items_pagination_and_retry() {
     let api = Api::start().await;
     let task = api.create_task("items").await;
     let id = task["id"].as_str().unwrap();
-    let run = api.store.create_run(id, Trigger::User, 3).await.unwrap();
+    let run = api
+        .store
+        .create_run(id, Trigger::User, None, 3)
+        .await
+        .unwrap();
     let items: Vec<NewItem> = (0..25)
         .map(|i| object(&format!("k/{i:03}"), 100 + i))
         .collect();

@@ -9,9 +9,11 @@ use crate::AppState;
 
 pub mod audit;
 pub mod openapi;
+pub mod plan;
 pub mod runs;
 pub mod secrets;
 pub mod session;
+pub mod settings;
 pub mod tasks;
 pub mod tokens;
 pub mod users;
@@ -48,17 +50,26 @@ routes! {
     post "/tokens" => tokens::create,
     delete "/tokens/{id}" => tokens::revoke,
     get "/audit" => audit::list,
+    post "/plan" => plan::plan,
     post "/tasks" => tasks::create,
     get "/tasks" => tasks::list,
     get "/tasks/{id}" => tasks::get,
+    patch "/tasks/{id}" => tasks::edit,
     delete "/tasks/{id}" => tasks::delete,
     post "/tasks/{id}/start" => tasks::start,
     post "/tasks/{id}/stop" => tasks::stop,
+    post "/tasks/{id}/clone" => tasks::clone,
+    get "/tasks/{id}/progress" => tasks::progress,
     get "/tasks/{id}/runs" => runs::list,
     get "/tasks/{id}/events" => tasks::events,
     get "/runs/{id}" => runs::get,
     get "/runs/{id}/items" => runs::items,
+    get "/runs/{id}/samples" => runs::samples,
+    get "/runs/{id}/report" => runs::report,
     post "/runs/{id}/retry" => runs::retry,
+    get "/settings/prices" => settings::prices,
+    put "/settings/prices" => settings::put_prices,
+    post "/settings/smtp/test" => settings::test_mail,
     get "/secrets" => secrets::list,
     put "/secrets/{name}" => secrets::put,
     delete "/secrets/{name}" => secrets::delete,

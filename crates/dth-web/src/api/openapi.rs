@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{audit, runs, secrets, session, tasks, tokens, users};
+use crate::api::{audit, plan, runs, secrets, session, settings, tasks, tokens, users};
 use crate::views;
 
 /// The API's OpenAPI description.
@@ -18,8 +18,11 @@ use crate::views;
     ),
     paths(
         crate::health,
-        tasks::create, tasks::list, tasks::get, tasks::start, tasks::stop, tasks::delete, tasks::events,
-        runs::list, runs::get, runs::items, runs::retry,
+        plan::plan,
+        tasks::create, tasks::list, tasks::get, tasks::edit, tasks::start, tasks::stop, tasks::delete,
+        tasks::clone, tasks::progress, tasks::events,
+        runs::list, runs::get, runs::items, runs::samples, runs::report, runs::retry,
+        settings::prices, settings::put_prices, settings::test_mail,
         secrets::put, secrets::list, secrets::delete,
         session::providers, session::sign_in, session::current, session::sign_out, session::me, session::change_password,
         users::list, users::create, users::get, users::update, users::delete, users::reset_password,
@@ -35,6 +38,11 @@ use crate::views;
         tokens::NewTokenRequest, tokens::CreatedToken, audit::AuditPage,
         tasks::TaskSpecDoc, runs::ItemsPage, runs::RetryRequest, runs::Retried,
         dth_model::SecretValue, dth_model::AccessKey, dth_model::RegistryLogin,
+        tasks::TaskPatchDoc, tasks::CloneRequest, views::ProgressView, views::SampleView,
+        views::ReportLine, runs::ReportFormat, dth_model::Plan, dth_model::ObjectPlan,
+        dth_model::ImagePlan, dth_model::Requests, dth_model::CostEstimate, dth_model::CostLine,
+        dth_model::PriceTable, dth_model::Price, settings::TestMailRequest,
+        settings::TestMailResult,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -46,6 +54,7 @@ use crate::views;
         (name = "users", description = "User accounts (admin)"),
         (name = "tokens", description = "API tokens of the caller"),
         (name = "audit", description = "Who changed what (admin)"),
+        (name = "settings", description = "Hub settings: prices of cost estimates, SMTP test (admin)"),
     )
 )]
 pub struct ApiDoc;
@@ -72,4 +81,12 @@ impl Modify for BearerAuth {
 /// `GET /api/v1/openapi.json`.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+/// The rendered API docs at `/api/docs/`: Swagger UI over this document, its files served from
+/// the binary (no CDN: the hub may be offline).
+pub fn docs_page() -> axum::Router<crate::AppState> {
+    utoipa_swagger_ui::SwaggerUi::new("/api/docs")
+        .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"))
+        .into()
 }

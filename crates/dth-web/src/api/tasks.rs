@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiQuery, limit};
-use crate::views::{EventView, RunDetail, TaskDetail, TaskView};
+use crate::views::{EventView, ProgressView, RunDetail, TaskDetail, TaskView};
 use crate::{ApiError, AppState, ErrorBody};
 
 /// The body of `POST /api/v1/tasks`, for the OpenAPI document (the handler reads a
@@ -202,4 +202,151 @@ pub async fn events(
     let limit = limit(q.limit, 100, 1000)?;
     let events = state.hub.task_events(&actor, &id, limit).await?;
     Ok(Json(events.into_iter().map(EventView::from).collect()))
+}
+
+/// The body of `PATCH /api/v1/tasks/{id}`: only the fields to change; `null` resets a field to
+/// its default. Source and destination cannot change (clone the task instead).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TaskPatchDoc {
+    /// A name for people.
+    #[schema(min_length = 1, max_length = 200)]
+    name: Option<String>,
+    /// What the task is for.
+    #[schema(max_length = 2000)]
+    description: Option<String>,
+    /// `{"cron": "0 * * * *"}`, `{"every-seconds": N}` or `"once"`; an active task's next run is
+    /// due by the new schedule at once.
+    #[schema(value_type = Object)]
+    schedule: Option<Value>,
+    /// `[{"kind": "webhook", "url": …}, {"kind": "email", "to": …}]`.
+    #[schema(value_type = Vec<Object>)]
+    alarms: Option<Vec<Value>>,
+    /// Attempts of an item before it is dead-lettered.
+    #[schema(minimum = 1)]
+    max_attempts: Option<u32>,
+    /// `s3`: copy options, merged key by key (`null` resets one).
+    #[schema(value_type = Object)]
+    options: Option<Value>,
+    /// `s3`: the giant-object threshold.
+    giant_threshold: Option<u64>,
+    /// `image`: tag patterns to keep.
+    tag_filter: Option<Vec<String>>,
+    /// `image`: tag patterns to skip.
+    exclude_tags: Option<Vec<String>>,
+    /// `image`: keep the N newest tags left.
+    keep_latest: Option<usize>,
+    /// `image`: platforms of multi-arch images to keep.
+    platforms: Option<Vec<String>>,
+    /// `image`: images copied at once per worker process.
+    concurrency: Option<usize>,
+}
+
+/// Edits a task; the next run uses the new settings.
+#[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    request_body = TaskPatchDoc,
+    responses(
+        (status = 200, description = "Edited", body = TaskView),
+        (status = 400, description = "Malformed or invalid change; nothing changed", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the operator role", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn edit(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<TaskView>, ApiError> {
+    Ok(Json(state.hub.edit_task(&actor, &id, &body).await?.into()))
+}
+
+/// The body of `POST /api/v1/tasks/{id}/clone`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloneRequest {
+    /// The new task's name (default: the original's with " (copy)").
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+}
+
+/// Copies a task into a new one, due at once.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/clone", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    request_body(content = Option<CloneRequest>, description = "Optional: `{\"name\": …}`"),
+    responses(
+        (status = 201, description = "Created", body = TaskView),
+        (status = 400, description = "Malformed body or bad name", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the operator role", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn clone(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: CloneRequest = crate::error::optional_json(&body)?;
+    let task = state
+        .hub
+        .clone_task(&actor, &id, req.name.as_deref())
+        .await?;
+    let location = format!("/api/v1/tasks/{}", task.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(TaskView::from(task)),
+    ))
+}
+
+/// The live progress of a task's run as Server-Sent Events: a `progress` event (a
+/// `ProgressView`) at once and then at most once a second while the run is active, and an `end`
+/// event (`{"status": …}`, the run's last status) after the run ended. The run followed is the one in progress, or the next one when a
+/// start is pending, else the last one.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/progress", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "`text/event-stream` of `progress` events (data: ProgressView) and a final `end`",
+            content_type = "text/event-stream", body = ProgressView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn progress(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let every = state.web.progress_every;
+    let updates = state.hub.watch(&actor, &id, every).await?;
+    // The `end` event repeats the run's last status, so a client needs no other call.
+    let last = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = last.clone();
+    let events = updates
+        .map(move |p| match p {
+            Ok(p) => {
+                *seen.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(p.run.status.name().to_string());
+                Event::default()
+                    .event("progress")
+                    .json_data(ProgressView::from(p))
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Ok(Event::default().event("error").data(e.to_string())),
+        })
+        .chain(futures::stream::once(async move {
+            let status = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Event::default()
+                .event("end")
+                .json_data(serde_json::json!({ "status": status }))
+                .map_err(|e| e.to_string())
+        }));
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -56,6 +56,7 @@ pub async fn run(
         .with_context(|| format!("--state {}", path.display()))?;
     let spec = TaskSpec {
         name: "dth s3 sync".into(),
+        description: None,
         job: Job::S3(S3Job {
             source: src,
             destination: dst,

@@ -1,0 +1,94 @@
+//! Hub settings (admin): the price table of cost estimates, and a test mail through the SMTP
+//! server alarms use.
+
+use axum::Json;
+use axum::extract::State;
+use dth_model::PriceTable;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::ApiJson;
+use crate::{ApiError, AppState, ErrorBody};
+
+/// The price table cost estimates use: the stored one, or the defaults the hub ships with.
+#[utoipa::path(get, path = "/api/v1/settings/prices", tag = "settings",
+    responses(
+        (status = 200, description = "The price table", body = PriceTable),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn prices(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<PriceTable>, ApiError> {
+    Ok(Json(state.hub.prices(&actor).await?))
+}
+
+/// Replaces the price table (admin).
+#[utoipa::path(put, path = "/api/v1/settings/prices", tag = "settings",
+    request_body = PriceTable,
+    responses(
+        (status = 200, description = "Stored", body = PriceTable),
+        (status = 400, description = "Malformed or invalid table; nothing changed", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn put_prices(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<PriceTable>, ApiError> {
+    Ok(Json(state.hub.put_prices(&actor, &body).await?))
+}
+
+/// The body of `POST /api/v1/settings/smtp/test` (for the OpenAPI document; the hub reads it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TestMailRequest {
+    /// Where to send it.
+    #[schema(min_length = 3, max_length = 254, example = "ops@example.com")]
+    to: String,
+}
+
+/// How a test mail went.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TestMailResult {
+    /// Whether the SMTP server took it.
+    pub sent: bool,
+    /// What happened (the server's refusal, or that none is configured).
+    pub message: String,
+}
+
+/// Sends a test mail through the SMTP server alarms use (admin). A refusal is answered with
+/// `sent: false` and the reason.
+#[utoipa::path(post, path = "/api/v1/settings/smtp/test", tag = "settings",
+    request_body = TestMailRequest,
+    responses(
+        (status = 200, description = "Tried", body = TestMailResult),
+        (status = 400, description = "Malformed body or address", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn test_mail(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<TestMailResult>, ApiError> {
+    let (to, sent) = state.hub.test_mail(&actor, &body).await?;
+    Ok(Json(match sent {
+        Ok(()) => TestMailResult {
+            sent: true,
+            message: format!("sent to {to}"),
+        },
+        Err(message) => TestMailResult {
+            sent: false,
+            message,
+        },
+    }))
+}
