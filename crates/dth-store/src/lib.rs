@@ -48,7 +48,7 @@ pub use accounts::{
 };
 pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
 pub use events::{AuditFilter, Event, EventStore, NewEvent};
-pub use queue::{Ack, Acked, Item, NewItem, QueueStore, Retried, Retry};
+pub use queue::{Ack, Acked, Item, ItemCount, NewItem, QueueStore, Retried, Retry};
 pub use runs::{Run, RunStore};
 pub use secrets::{SecretInfo, SecretStore, SecretValue};
 pub use tasks::{NewTask, Task, TaskStore};
