@@ -1,7 +1,7 @@
 //! The hub's Prometheus metrics: every metric name is defined here, once, with what it counts and
 //! its labels (the list in `docs/hub.md` follows this module).
 //!
-//! - **Recorded as things happen** through the [`metrics`] facade: items acked, objects and bytes
+//! - **Recorded as things happen** through the `metrics` facade: items acked, objects and bytes
 //!   copied, retries and dead items (the workers), run durations (where runs end), store call
 //!   latencies ([`timed`], around the store calls the runtime makes), and HTTP requests (`dth-web`).
 //!   They go to one Prometheus recorder per process, installed by [`install`] (idempotent); a
