@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::Error;
 use crate::engine::{ImageEngine, S3Engine, TaskEngine};
 use crate::hub::Hub;
+use crate::metrics::{self, timed};
 use crate::payload::{self, new_item};
 
 /// Items written to the store at once.
@@ -53,6 +54,7 @@ impl Hub {
                     .store
                     .set_run_status(run.id, RunStatus::Failed, Some(msg.clone()))
                     .await;
+                metrics::run_ended(&run.task_id, run.started_at, None, RunStatus::Failed);
                 self.task_error(&run.task_id, Some(run.id), "FINDER", &msg)
                     .await;
                 return;
@@ -107,7 +109,7 @@ impl Hub {
             }
             let flush = end || idle;
             if !items.is_empty() && (flush || items.len() >= BATCH) {
-                self.store.insert_items(run.id, &items).await?;
+                timed("insert_items", self.store.insert_items(run.id, &items)).await?;
                 items.clear();
             }
             if !same.is_empty() && (flush || same.len() >= BATCH) {
@@ -162,17 +164,20 @@ impl Hub {
                 }
             }
             if !items.is_empty() && (end || items.len() >= BATCH) {
-                self.store.insert_items(run.id, &items).await?;
+                timed("insert_items", self.store.insert_items(run.id, &items)).await?;
                 items.clear();
             }
             if !same.is_empty() && (end || same.len() >= BATCH) {
                 if resumed {
-                    let ours = self.store.existing_keys(run.id, &same).await?;
+                    let ours =
+                        timed("existing_keys", self.store.existing_keys(run.id, &same)).await?;
                     same.retain(|k| !ours.contains(k));
                 }
-                self.store
-                    .add_up_to_date(run.id, same.len() as u64, 0)
-                    .await?;
+                timed(
+                    "add_up_to_date",
+                    self.store.add_up_to_date(run.id, same.len() as u64, 0),
+                )
+                .await?;
                 same.clear();
             }
             if end {
@@ -189,13 +194,15 @@ impl Hub {
     ) -> Result<(), Error> {
         if resumed {
             let keys: Vec<String> = same.iter().map(|o| o.key.clone()).collect();
-            let ours = self.store.existing_keys(run_id, &keys).await?;
+            let ours = timed("existing_keys", self.store.existing_keys(run_id, &keys)).await?;
             same.retain(|o| !ours.contains(&o.key));
         }
         let bytes = same.iter().map(|o| o.size).sum();
-        self.store
-            .add_up_to_date(run_id, same.len() as u64, bytes)
-            .await?;
+        timed(
+            "add_up_to_date",
+            self.store.add_up_to_date(run_id, same.len() as u64, bytes),
+        )
+        .await?;
         same.clear();
         Ok(())
     }

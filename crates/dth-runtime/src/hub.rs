@@ -253,6 +253,12 @@ impl Hub {
         for run in runs.iter().filter(|r| r.status.is_active()) {
             self.abort_giants(&task, run.id).await;
             let cancelled = self.store.stop_run(run.id).await?;
+            crate::metrics::run_ended(
+                &run.task_id,
+                run.started_at,
+                None,
+                dth_model::RunStatus::Stopped,
+            );
             self.event(
                 id,
                 Some(run.id),

@@ -22,6 +22,9 @@ joins the store ([`dth_store`]) with the object engine ([`dth_s3`]) and the imag
   task's images in that process), at most the task's `concurrency` images at once per worker process
   (the same per-task limit as an object task's `transfers`).
 - **Alarms** go to a task's webhooks and email addresses when items are dead-lettered or the task fails.
+- **Metrics** ([`metrics`]): every metric name, defined once; the workers count acks, copies,
+  retries and dead items, runs their duration, [`metrics::timed`] the store calls; the store's
+  gauges are read at scrape time ([`Hub::metrics_text`]).
 
 Run counters are never kept here: they come from item states in the store.
 */
@@ -32,6 +35,7 @@ mod edit;
 mod engine;
 mod finder;
 mod hub;
+pub mod metrics;
 mod payload;
 mod plan;
 mod progress;

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alarm::Alarm;
 use crate::engine::{ImageEngine, S3Engine, TaskEngine};
 use crate::hub::Hub;
+use crate::metrics::{self, timed};
 use crate::payload::{self, PartPayload};
 
 /// Longest delay before an item is tried again.
@@ -78,14 +79,15 @@ impl Hub {
                 }
                 continue;
             }
-            let items = match self
-                .store
-                .claim(
+            let items = match timed(
+                "claim",
+                self.store.claim(
                     &self.config.worker_id,
                     free.min(self.config.claim_batch),
                     self.config.lease,
-                )
-                .await
+                ),
+            )
+            .await
             {
                 Ok(items) => items,
                 Err(e) => {
@@ -139,7 +141,9 @@ impl Hub {
                 });
             }
             if !back.is_empty() {
-                if let Err(e) = self.store.release(&self.config.worker_id, &back).await {
+                if let Err(e) =
+                    timed("release", self.store.release(&self.config.worker_id, &back)).await
+                {
                     tracing::warn!("giving back items of busy tasks: {e}");
                 }
                 // Their tasks are busy here: claim again when one of our items ends.
@@ -164,7 +168,7 @@ impl Hub {
         }
         let ids: Vec<i64> = lock(&held).keys().copied().collect();
         if !ids.is_empty() {
-            match self.store.release(&self.config.worker_id, &ids).await {
+            match timed("release", self.store.release(&self.config.worker_id, &ids)).await {
                 Ok(n) => tracing::info!("gave back {n} items at shutdown"),
                 Err(e) => tracing::warn!("giving back items at shutdown: {e}"),
             }
@@ -189,10 +193,12 @@ impl Hub {
                 continue;
             }
             let ids: Vec<i64> = snapshot.iter().map(|s| s.0).collect();
-            match self
-                .store
-                .heartbeat(&self.config.worker_id, &ids, self.config.lease)
-                .await
+            match timed(
+                "heartbeat",
+                self.store
+                    .heartbeat(&self.config.worker_id, &ids, self.config.lease),
+            )
+            .await
             {
                 Ok(kept) if kept.len() < ids.len() => {
                     // Items finished since the snapshot are not lost; the others are.
@@ -214,7 +220,7 @@ impl Hub {
             }
             let runs: HashSet<(i64, String)> = snapshot.into_iter().map(|s| s.1).collect();
             for (run, task) in runs {
-                if let Ok(Some(r)) = self.store.get_run(run).await
+                if let Ok(Some(r)) = timed("get_run", self.store.get_run(run)).await
                     && !r.status.is_active()
                 {
                     tracing::info!(run, "run no longer active; cancelling its work here");
@@ -235,7 +241,13 @@ impl Hub {
         {
             Ok(e) => e,
             Err(e) => {
-                self.failed(item, &e.to_string(), !e.is_retryable()).await;
+                self.failed(
+                    item,
+                    &e.to_string(),
+                    !e.is_retryable(),
+                    metrics::cause_of(&e),
+                )
+                .await;
                 return None;
             }
         };
@@ -256,14 +268,14 @@ impl Hub {
             // Claims count attempts; an item whose workers keep dying under it never reaches
             // `retry_later`, so it is dead-lettered here once it has used its attempts.
             if item.attempts > 1
-                && let Ok(Some(run)) = self.store.get_run(item.run_id).await
+                && let Ok(Some(run)) = timed("get_run", self.store.get_run(item.run_id)).await
                 && item.attempts > run.max_attempts
             {
                 let msg = format!(
                     "claimed {} times without an end (its workers died or lost their leases)",
                     item.attempts
                 );
-                self.failed(&item, &msg, true).await;
+                self.failed(&item, &msg, true, "abandoned").await;
                 self.check_run_end(item.run_id).await;
                 return;
             }
@@ -274,7 +286,9 @@ impl Hub {
             {
                 Ok(e) => e,
                 Err(e) => {
-                    self.failed(&item, &e.to_string(), !e.is_retryable()).await;
+                    let cause = metrics::cause_of(&e);
+                    self.failed(&item, &e.to_string(), !e.is_retryable(), cause)
+                        .await;
                     return;
                 }
             };
@@ -307,7 +321,9 @@ impl Hub {
                 }
                 Err(e) => {
                     tracing::warn!(item = item.id, key = %item.key, "{e}");
-                    self.failed(&item, &e.to_string(), !e.is_retryable()).await;
+                    let cause = metrics::cause_of_s3(&e);
+                    self.failed(&item, &e.to_string(), !e.is_retryable(), cause)
+                        .await;
                 }
             }
             self.check_run_end(item.run_id).await;
@@ -317,19 +333,25 @@ impl Hub {
 
     /// Acks an item; a refused ack (the lease was lost) is only logged.
     async fn record(&self, item: &Item, a: Ack) {
-        match self.store.ack(&self.config.worker_id, &[a]).await {
+        let state = a.state;
+        match timed("ack", self.store.ack(&self.config.worker_id, &[a])).await {
             Ok(r) if r.first().is_some_and(|r| !r.accepted) => {
+                metrics::acked(item, state, false);
                 tracing::warn!(item = item.id, key = %item.key, "lease lost before the ack");
             }
-            Ok(_) => {}
+            Ok(_) => metrics::acked(item, state, true),
             Err(e) => tracing::error!(item = item.id, "ack: {e}"),
         }
     }
 
     /// Gives a cancelled item back without counting the attempt; finishes a stop if it was one.
     async fn give_back(&self, item: &Item) {
-        let _ = self.store.release(&self.config.worker_id, &[item.id]).await;
-        if let Ok(Some(run)) = self.store.get_run(item.run_id).await
+        let _ = timed(
+            "release",
+            self.store.release(&self.config.worker_id, &[item.id]),
+        )
+        .await;
+        if let Ok(Some(run)) = timed("get_run", self.store.get_run(item.run_id)).await
             && run.status == RunStatus::Stopped
         {
             let _ = self.store.stop_run(run.id).await;
@@ -342,7 +364,7 @@ impl Hub {
         let job = match payload::image_job(item) {
             Ok(j) => j,
             Err(msg) => {
-                self.failed(item, &msg, true).await;
+                self.failed(item, &msg, true, "config").await;
                 return true;
             }
         };
@@ -365,7 +387,9 @@ impl Hub {
             }
             Err(e) => {
                 tracing::warn!(item = item.id, image = %item.key, "{e}");
-                self.failed(item, &e.to_string(), !e.is_retryable()).await;
+                let cause = metrics::cause_of_image(&e);
+                self.failed(item, &e.to_string(), !e.is_retryable(), cause)
+                    .await;
             }
         }
         true
@@ -376,9 +400,7 @@ impl Hub {
         let (obj, mut p) = payload::object(item);
         if let Some(upload) = &p.upload {
             // Every part is done: complete the giant object.
-            let parts = self
-                .store
-                .parts(item.id)
+            let parts = timed("parts", self.store.parts(item.id))
                 .await
                 .map_err(|e| store_err(&item.key, e))?;
             let done: Vec<(u32, PartCopied)> = parts
@@ -425,10 +447,12 @@ impl Hub {
             let parts = payload::parts(&obj.key, obj.size, &upload);
             p.upload = Some(upload.clone());
             let value = serde_json::to_value(&p).unwrap_or_default();
-            let split = self
-                .store
-                .split_item(&self.config.worker_id, item.id, &value, &parts)
-                .await;
+            let split = timed(
+                "split_item",
+                self.store
+                    .split_item(&self.config.worker_id, item.id, &value, &parts),
+            )
+            .await;
             if !matches!(split, Ok(true)) {
                 c.abort_upload(&obj.key, &upload.upload_id).await;
                 return match split {
@@ -481,16 +505,21 @@ impl Hub {
         pp.done = Some(done);
         let mut a = ack(item, ItemState::Done, Some(etag), None);
         a.payload = serde_json::to_value(&pp).ok();
-        let acked = self
-            .store
-            .ack(&self.config.worker_id, &[a])
+        let acked = timed("ack", self.store.ack(&self.config.worker_id, &[a]))
             .await
             .map_err(|e| store_err(&item.key, e))?;
+        metrics::acked(
+            item,
+            ItemState::Done,
+            acked.first().is_some_and(|a| a.accepted),
+        );
         if let Some(parent) = acked.first().and_then(|a| a.parent_ready)
-            && let Ok(Some(parent)) = self
-                .store
-                .claim_item(&self.config.worker_id, parent, self.config.lease)
-                .await
+            && let Ok(Some(parent)) = timed(
+                "claim_item",
+                self.store
+                    .claim_item(&self.config.worker_id, parent, self.config.lease),
+            )
+            .await
         {
             hold(held, &parent);
             let id = parent.id;
@@ -500,20 +529,26 @@ impl Hub {
         Ok(Outcome::Recorded)
     }
 
-    /// Records a failed attempt: queued again later, or dead-lettered (with its alarm).
-    async fn failed(&self, item: &Item, error: &str, permanent: bool) {
+    /// Records a failed attempt: queued again later, or dead-lettered (with its alarm). `cause` is
+    /// its error class in the metrics ([`metrics::CAUSES`]).
+    async fn failed(&self, item: &Item, error: &str, permanent: bool, cause: &'static str) {
         let retry = Retry {
             id: item.id,
             error: error.to_string(),
             delay: retry_delay(self.config.retry_base, item.attempts),
             permanent,
         };
-        match self
-            .store
-            .retry_later(&self.config.worker_id, &[retry])
-            .await
+        match timed(
+            "retry_later",
+            self.store.retry_later(&self.config.worker_id, &[retry]),
+        )
+        .await
         {
-            Ok(r) if r.first().is_some_and(|r| r.dead) => self.dead(item, error).await,
+            Ok(r) if r.first().is_some_and(|r| r.dead) => {
+                metrics::failed(item, cause, true);
+                self.dead(item, error).await;
+            }
+            Ok(r) if r.first().is_some_and(|r| r.accepted) => metrics::failed(item, cause, false),
             Ok(_) => {}
             Err(e) => tracing::error!(item = item.id, "recording a failure: {e}"),
         }
@@ -571,7 +606,12 @@ impl Hub {
 
     /// Ends the run when nothing is left in it, and the task when it was a one-time task.
     pub(crate) async fn check_run_end(&self, run_id: i64) {
-        let status = match self.store.finish_run_if_drained(run_id).await {
+        let status = match timed(
+            "finish_run_if_drained",
+            self.store.finish_run_if_drained(run_id),
+        )
+        .await
+        {
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(e) => {
@@ -579,10 +619,13 @@ impl Hub {
                 return;
             }
         };
-        let Ok(Some(run)) = self.store.get_run(run_id).await else {
+        let Ok(Some(run)) = timed("get_run", self.store.get_run(run_id)).await else {
             return;
         };
-        let counters = self.store.run_counters(run_id).await.unwrap_or_default();
+        metrics::run_ended(&run.task_id, run.started_at, run.ended_at, status);
+        let counters = timed("run_counters", self.store.run_counters(run_id))
+            .await
+            .unwrap_or_default();
         let at = run.ended_at.unwrap_or_else(dth_store::now_ms);
         if let Err(e) = self
             .store

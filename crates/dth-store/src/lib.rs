@@ -50,7 +50,7 @@ pub use accounts::{
 };
 pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
 pub use events::{AuditFilter, Event, EventStore, NewEvent};
-pub use queue::{Ack, Acked, Item, ItemQuery, NewItem, QueueStore, Retried, Retry};
+pub use queue::{Ack, Acked, Item, ItemCount, ItemQuery, NewItem, QueueStore, Retried, Retry};
 pub use runs::{Run, RunSample, RunStore};
 pub use secrets::{SecretInfo, SecretStore, SecretValue};
 pub use settings::{Setting, SettingStore};

@@ -141,6 +141,20 @@ pub struct Retried {
     pub dead: bool,
 }
 
+/// How many items of a task's active runs are in one state ([`QueueStore::item_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemCount {
+    /// The task.
+    pub task_id: String,
+    /// The state.
+    pub state: ItemState,
+    /// Items of the task's active runs in this state.
+    pub items: u64,
+    /// Of those, the items a claim would take now: queued with `not_before` passed, or leased with
+    /// an expired lease. Zero for the other states.
+    pub claimable: u64,
+}
+
 /// The queue: one item per object, part, delete or image of a run.
 #[async_trait]
 pub trait QueueStore: Send + Sync {
@@ -212,6 +226,11 @@ pub trait QueueStore: Send + Sync {
     /// goes back to TRANSFERRING. Parts are never retried on their own: retry their object, whose
     /// worker starts it over. Returns how many.
     async fn retry_dead(&self, run_id: i64, ids: Option<&[i64]>) -> Result<u64>;
+    /// Items of active runs (FINDING or TRANSFERRING) counted by task and state, parts included,
+    /// with how many of them are claimable now; states without items are left out. Ordered by task,
+    /// then state. Walks `runs_status` and the `items_run_state` index (reading rows only for queued
+    /// and leased items), so its cost follows the items of active runs, never the history.
+    async fn item_counts(&self) -> Result<Vec<ItemCount>>;
 }
 
 /// Implements [`QueueStore`] for `$store` whose pool is a `sqlx::Pool<$db>`.
@@ -812,6 +831,55 @@ macro_rules! impl_queue_store {
                 }
                 tx.commit().await.map_err(what())?;
                 Ok(retried)
+            }
+
+            async fn item_counts(&self) -> $crate::Result<Vec<$crate::ItemCount>> {
+                let what = || $crate::rows::db("count the items of active runs");
+                let by_state: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT r.task_id, i.state, CAST(COUNT(*) AS BIGINT) FROM runs r \
+                     JOIN items i ON i.run_id = r.id \
+                     WHERE r.status IN ('FINDING', 'TRANSFERRING') \
+                     GROUP BY r.task_id, i.state ORDER BY r.task_id, i.state",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(what())?;
+                let claimable: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT r.task_id, i.state, CAST(COUNT(*) AS BIGINT) FROM runs r \
+                     JOIN items i ON i.run_id = r.id \
+                     WHERE r.status IN ('FINDING', 'TRANSFERRING') \
+                     AND ((i.state = 'queued' AND i.not_before <= $1) \
+                       OR (i.state = 'leased' AND i.lease_expires_at < $1)) \
+                     GROUP BY r.task_id, i.state",
+                )
+                .bind($crate::now_ms())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(what())?;
+                let claimable: std::collections::HashMap<(String, String), i64> = claimable
+                    .into_iter()
+                    .map(|(t, s, n)| ((t, s), n))
+                    .collect();
+                by_state
+                    .into_iter()
+                    .map(|(task_id, state, n)| {
+                        let c = claimable
+                            .get(&(task_id.clone(), state.clone()))
+                            .copied()
+                            .unwrap_or(0);
+                        Ok($crate::ItemCount {
+                            state: $crate::rows::parse::<dth_model::ItemState>(
+                                "state",
+                                format!("items of task {task_id}"),
+                                &state,
+                            )?,
+                            task_id,
+                            items: $crate::rows::to_u64(n),
+                            // Counted after the first query: never more than its items.
+                            claimable: $crate::rows::to_u64(c.min(n)),
+                        })
+                    })
+                    .collect()
             }
         }
     };

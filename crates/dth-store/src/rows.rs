@@ -37,7 +37,11 @@ pub(crate) fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
-fn parse<T: std::str::FromStr>(what: &str, id: impl std::fmt::Display, s: &str) -> Result<T> {
+pub(crate) fn parse<T: std::str::FromStr>(
+    what: &str,
+    id: impl std::fmt::Display,
+    s: &str,
+) -> Result<T> {
     s.parse().map_err(|_| {
         Error::Db(format!(
             "{what} of {id} is {s:?}, which this version does not know; is the database from a \

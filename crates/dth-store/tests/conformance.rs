@@ -1809,6 +1809,66 @@ async fn search_items_by_prefix_and_state(c: &Ctx) {
     assert_eq!(found(second), ["a%/3", "a_/4"]);
 }
 
+async fn item_counts_of_active_runs(c: &Ctx) {
+    let s = &*c.store;
+    assert!(s.item_counts().await.unwrap().is_empty());
+    let (t, r) = run_with(s, 5, 5).await;
+    // A finished run of another task is history: never counted.
+    let old = task(s, "old").await;
+    let old_run = s.create_run(&old.id, Trigger::User, None, 5).await.unwrap();
+    s.insert_items(old_run.id, &[obj("x", 1), obj("y", 2)])
+        .await
+        .unwrap();
+    s.set_run_status(old_run.id, RunStatus::Done, None)
+        .await
+        .unwrap();
+    let two = s.claim("w", 2, LEASE).await.unwrap();
+    assert!(s.ack("w", &[done(two[0].id)]).await.unwrap()[0].accepted);
+    // Queued again, but not claimable for an hour.
+    let r1 = retry(two[1].id, Duration::from_secs(3600), false);
+    assert!(!s.retry_later("w", &[r1]).await.unwrap()[0].dead);
+    // One live lease, one expired.
+    s.claim("w", 1, LEASE).await.unwrap();
+    s.claim("w", 1, Duration::from_millis(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let count = |state: ItemState, items: u64, claimable: u64| dth_store::ItemCount {
+        task_id: t.id.clone(),
+        state,
+        items,
+        claimable,
+    };
+    let mut got = s.item_counts().await.unwrap();
+    got.sort_by_key(|c| c.state.name());
+    assert_eq!(
+        got,
+        vec![
+            count(ItemState::Done, 1, 0),
+            count(ItemState::Leased, 2, 1),
+            count(ItemState::Queued, 2, 1),
+        ]
+    );
+    // Parts count too; the run's end takes all of it out.
+    let g = s.claim("w", 1, LEASE).await.unwrap();
+    s.split_item(
+        "w",
+        g[0].id,
+        &json!({}),
+        &[part(&g[0].key, 1, 1), part(&g[0].key, 2, 1)],
+    )
+    .await
+    .unwrap();
+    let got = s.item_counts().await.unwrap();
+    let waiting = got.iter().find(|c| c.state == ItemState::Waiting).unwrap();
+    assert_eq!((waiting.items, waiting.claimable), (1, 0));
+    // The claim took the expired lease or the last queued object; either way the parts are
+    // queued and claimable, and the retried object is not.
+    let queued = got.iter().find(|c| c.state == ItemState::Queued).unwrap();
+    assert!(queued.items >= 3, "{got:?}");
+    assert_eq!(queued.claimable, queued.items - 1, "{got:?}");
+    s.stop_run(r.id).await.unwrap();
+    assert!(s.item_counts().await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1852,6 +1912,7 @@ conformance!(
     kill_parent_cancels_parts,
     counters_exact,
     stop_run_cancels,
+    item_counts_of_active_runs,
     finish_run_if_drained,
     retry_dead_items,
     secrets,

@@ -7,8 +7,10 @@ accounts come later; for now every `/api/v1` route except the OpenAPI document n
   who the caller is, [`views`] the view types every front end renders, [`error`] the one error type.
 - [`router`] builds the [`axum::Router`] for a hub; [`serve`] runs it on a listener until a
   [`CancellationToken`] is cancelled, then finishes the requests in flight (graceful shutdown).
-- Routes: `GET /health` (no auth), `GET /api/v1/openapi.json`, the rendered API docs at
-  `/api/docs/` (Swagger UI, its files in the binary) and `GET /api/v1/auth/providers` (no auth), `GET /auth/oidc/login` and `/auth/oidc/callback` (sign-in through an OpenID Connect
+- Routes: `GET /health` (no auth), `GET /metrics` (Prometheus text, outside sign-in: open, or
+  behind its own bearer token, [`metrics`]), `GET /api/v1/openapi.json`, the rendered API docs at
+  `/api/docs/` (Swagger UI, its files in the binary) and `GET /api/v1/auth/providers`
+  (no auth), `GET /auth/oidc/login` and `/auth/oidc/callback` (sign-in through an OpenID Connect
   provider, [`auth::oidc`]), and under `/api/v1`: tasks
   (create, list, get with the latest run, start, stop, delete), runs (list, get with counters, items by
   state paginated by id, retry dead items), events of a task, and secrets (put, list, delete).
@@ -20,7 +22,8 @@ accounts come later; for now every `/api/v1` route except the OpenAPI document n
   ([`dth_store::Store::check_token`]); the token's name becomes the actor `api:<name>` of the hub calls
   and the event log. Missing or wrong: 401 with `WWW-Authenticate: Bearer`.
 - Bodies are limited to [`BODY_LIMIT`], requests time out after [`REQUEST_TIMEOUT`], every request is
-  traced (method, path, status, latency; never headers or bodies).
+  traced (method, path, status, latency; never headers or bodies) and counted in the metrics by its
+  route template and status ([`metrics::track`]).
 
 What it never does: return or log a secret's value (secrets are write-only here, and task views mask
 any key material left in a spec), leak a store error's detail to a client (500 with a generic message,
@@ -43,6 +46,7 @@ use tower_http::trace::TraceLayer;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod portal;
 pub mod views;
 
@@ -73,6 +77,8 @@ pub struct WebConfig {
     pub oidc: Option<Arc<auth::oidc::OidcLogin>>,
     /// How often a progress stream sends an update (1 s).
     pub progress_every: std::time::Duration,
+    /// The bearer token `GET /metrics` needs; `None`: it is open.
+    pub metrics_token: Option<metrics::MetricsToken>,
 }
 
 impl WebConfig {
@@ -83,7 +89,14 @@ impl WebConfig {
             secure_cookies: public_url.scheme() == "https",
             oidc: None,
             progress_every: std::time::Duration::from_secs(1),
+            metrics_token: None,
         }
+    }
+
+    /// The same with `GET /metrics` behind this bearer token.
+    pub fn with_metrics_token(mut self, token: metrics::MetricsToken) -> WebConfig {
+        self.metrics_token = Some(token);
+        self
     }
 
     /// The same with sign-in through this OpenID Connect provider.
@@ -94,8 +107,14 @@ impl WebConfig {
 }
 
 /// The hub's HTTP surface: `/health`, the OpenID Connect sign-in routes ([`auth::oidc`]) and the
-/// `/api/v1` routes, each request's caller found by [`auth::authenticate`].
+/// `/api/v1` routes, each request's caller found by [`auth::authenticate`]; `/metrics` beside them
+/// with its own token check ([`metrics::scrape`]). Installs the process's metrics recorder.
 pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
+    dth_runtime::metrics::install();
+    let scrape = metrics::MetricsState {
+        hub: Arc::clone(&hub),
+        token: web.metrics_token.clone(),
+    };
     let state = AppState {
         hub,
         web: Arc::new(web),
@@ -113,6 +132,8 @@ pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        // Added after the sign-in layer, so that it does not wrap it: a metrics token is no API token.
+        .route(metrics::PATH, get(metrics::scrape).with_state(scrape))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -125,6 +146,8 @@ pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
                 tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
             }),
         )
+        // Outermost: counts every answer, the timeouts and refusals of the layers above too.
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

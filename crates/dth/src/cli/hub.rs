@@ -32,6 +32,9 @@ Examples:
   # Several hubs and workers sharing PostgreSQL (the schedule fires once, in the leader)
   DTH_MASTER_KEY=… dth serve --store postgres://dth@db.internal/dth --listen 0.0.0.0:8080
 
+  # Prometheus metrics at http://127.0.0.1:8080/metrics, behind a bearer token (open without one)
+  DTH_METRICS_TOKEN=… dth serve
+
   # Email alarms through a mail server
   dth serve --smtp-host smtp.example.com --smtp-port 587 --smtp-starttls \\
       --smtp-user dth --smtp-from dth@example.com   # password in DTH_SMTP_PASSWORD";
@@ -39,7 +42,10 @@ Examples:
 pub(crate) const WORKER_EXAMPLES: &str = "\
 Examples:
   # An extra worker on another machine (same master key as the hub)
-  DTH_MASTER_KEY=… dth worker --store postgres://dth@db.internal/dth --concurrency 64";
+  DTH_MASTER_KEY=… dth worker --store postgres://dth@db.internal/dth --concurrency 64
+
+  # The same, with its metrics at http://0.0.0.0:9464/metrics for Prometheus
+  DTH_MASTER_KEY=… dth worker --store postgres://dth@db.internal/dth --metrics-listen 0.0.0.0:9464";
 
 /// Where state lives and how this process works on items.
 #[derive(Debug, Args)]
@@ -115,6 +121,43 @@ pub struct ServeArgs {
     smtp_from: String,
     #[command(flatten)]
     access: AccessArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// `GET /metrics` (docs/hub.md, "Metrics").
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Environment variable holding the bearer token `GET /metrics` requires; when it is unset or
+    /// empty, /metrics is open to whoever reaches the port. The token is read from the
+    /// environment only, never from a flag, and never logged.
+    #[arg(long, default_value = "DTH_METRICS_TOKEN", value_name = "VAR")]
+    metrics_token_env: String,
+}
+
+impl MetricsArgs {
+    /// The token from the environment, if one is set; says on stderr whether /metrics is protected.
+    fn token(&self) -> anyhow::Result<Option<dth_web::metrics::MetricsToken>> {
+        let token = match std::env::var(&self.metrics_token_env) {
+            Ok(t) => dth_web::metrics::MetricsToken::new(t),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("{} is not UTF-8 text", self.metrics_token_env)
+            }
+        };
+        if token.is_some() {
+            eprintln!(
+                "dth: /metrics needs the bearer token in {}",
+                self.metrics_token_env
+            );
+        } else {
+            eprintln!(
+                "dth: /metrics is open (set {} to require a bearer token)",
+                self.metrics_token_env
+            );
+        }
+        Ok(token)
+    }
 }
 
 /// Sign-in: the first admin, passwords, sessions, OpenID Connect (docs/signin.md).
@@ -207,6 +250,11 @@ pub struct AccessArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    /// Serve this process's metrics at http://ADDR/metrics (no other route) [default: none].
+    #[arg(long, env = "DTH_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 impl RuntimeArgs {
@@ -247,6 +295,9 @@ impl RuntimeArgs {
 
 /// Runs the hub.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Before any worker runs, so that no count is lost.
+    dth_runtime::metrics::install();
+    let metrics_token = args.metrics.token()?;
     let store = args.runtime.open().await?;
     let mut config = args.runtime.config()?;
     config.smtp = args.smtp_host.clone().map(|host| SmtpConfig {
@@ -268,6 +319,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     // Discovery before anything is written: a wrong issuer stops the start.
     let mut web = dth_web::WebConfig::new(&public_url);
+    if let Some(token) = metrics_token {
+        web = web.with_metrics_token(token);
+    }
     if let Some(settings) = oidc {
         let login = OidcLogin::discover(settings, &public_url)
             .await
@@ -315,6 +369,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs workers only.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            dth_runtime::metrics::install();
+            let token = args.metrics.token()?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+            Some((listener, token))
+        }
+        None => None,
+    };
     let store = args.runtime.open().await?;
     let config = args.runtime.config()?;
     eprintln!(
@@ -323,7 +388,25 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         store.backend()
     );
     let hub = Hub::new(store, config);
-    hub.run_workers(shutdown_on_signal()).await;
+    let shutdown = shutdown_on_signal();
+    let server = metrics.map(|(listener, token)| {
+        if let Ok(addr) = listener.local_addr() {
+            eprintln!("dth: metrics on http://{addr}/metrics");
+        }
+        let state = dth_web::metrics::MetricsState {
+            hub: Arc::clone(&hub),
+            token,
+        };
+        tokio::spawn(dth_web::metrics::serve(state, listener, shutdown.clone()))
+    });
+    hub.run_workers(shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(server) = server {
+        server
+            .await
+            .context("the metrics server crashed")?
+            .context("the metrics server failed")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
