@@ -49,7 +49,7 @@ pub enum HubError {
     Unauthorized {
         /// The hub's URL.
         server: String,
-        /// The hub's message.
+        /// The hub's message (shown where a 401 means something else, as at sign-in).
         message: String,
     },
     /// An error answer other than 401.

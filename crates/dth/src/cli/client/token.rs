@@ -40,7 +40,8 @@ pub enum TokenCommand {
     /// Revoke a token; it stops working at once.
     Revoke {
         /// Token id, or the name of one of your tokens.
-        token: String,
+        #[arg(value_name = "TOKEN")]
+        which: String,
     },
 }
 
@@ -108,8 +109,8 @@ pub async fn run(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        TokenCommand::Revoke { token } => {
-            let id = resolve(ctx, &token).await?;
+        TokenCommand::Revoke { which } => {
+            let id = resolve(ctx, &which).await?;
             ctx.hub
                 .call(
                     Method::DELETE,
@@ -118,7 +119,7 @@ pub async fn run(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if !ctx.json {
-                println!("revoked token {token}");
+                println!("revoked token {which}");
             }
         }
     }
