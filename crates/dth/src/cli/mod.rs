@@ -1,5 +1,6 @@
 //! Command-line structure (clap derive) and dispatch.
 
+mod client;
 mod hub;
 mod image;
 mod s3;
@@ -37,6 +38,24 @@ enum Command {
     /// Container image commands.
     #[command(subcommand)]
     Image(Box<image::ImageCommand>),
+    /// Sign in to a hub and store an API token for the commands below.
+    #[command(after_help = client::LOGIN_EXAMPLES)]
+    Login(client::LoginArgs),
+    /// Revoke the stored token and forget the login.
+    #[command(after_help = client::LOGOUT_EXAMPLES)]
+    Logout(client::LogoutArgs),
+    /// A hub's tasks: create, list, show, start, stop, watch, retry, report.
+    #[command(after_help = client::TASK_EXAMPLES)]
+    Task(client::ClientArgs<client::TaskCommand>),
+    /// A hub's secrets: access keys and registry logins that tasks refer to by name.
+    #[command(after_help = client::SECRET_EXAMPLES)]
+    Secret(client::ClientArgs<client::SecretCommand>),
+    /// A hub's users (admin): invite, list, change role, disable, reset passwords.
+    #[command(after_help = client::USER_EXAMPLES)]
+    User(client::ClientArgs<client::UserCommand>),
+    /// Your API tokens on a hub: create, list, revoke.
+    #[command(after_help = client::TOKEN_EXAMPLES)]
+    Token(client::ClientArgs<client::TokenCommand>),
 }
 
 /// Sets up `tracing`: warnings by default, `DTH_LOG` or `RUST_LOG` to change.
@@ -68,5 +87,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => hub::worker(args).await,
         Command::S3(cmd) => s3::run(*cmd, cli.verbose).await,
         Command::Image(cmd) => image::run(*cmd, cli.verbose).await,
+        Command::Login(a) => Ok(client::run(client::ClientCommand::Login(a)).await),
+        Command::Logout(a) => Ok(client::run(client::ClientCommand::Logout(a)).await),
+        Command::Task(a) => Ok(client::run(client::ClientCommand::Task(a)).await),
+        Command::Secret(a) => Ok(client::run(client::ClientCommand::Secret(a)).await),
+        Command::User(a) => Ok(client::run(client::ClientCommand::User(a)).await),
+        Command::Token(a) => Ok(client::run(client::ClientCommand::Token(a)).await),
     }
 }

@@ -2,6 +2,7 @@
 //! started by `dth-testkit` on free 127.0.0.1 ports. Every test asserts the data at the destination:
 //! keys, bytes, metadata.
 
+mod client;
 mod common;
 mod hub;
 mod image_common;
