@@ -152,109 +152,75 @@ async fn serve(data: &Path) -> (tokio::process::Child, String, String) {
     (child, url.unwrap(), temporary)
 }
 
-/// `dth task plan`, `report`, `watch`, `edit` and `clone`, each once the hub has its route (they
-/// came to the API after the rest; the OpenAPI document says which it has).
-async fn newer_routes(
+/// `dth task plan`, `report`, `watch`, `edit` and `clone` against the hub.
+async fn plan_report_watch_edit_clone(
     cli: &mut Cli,
-    url: &str,
     id: &str,
     run_id: i64,
     spec_file: &str,
     objects: &[(String, Vec<u8>)],
 ) {
-    let doc: Value = reqwest::get(format!("{url}/api/v1/openapi.json"))
+    let plan = cli
+        .run(&["task", "plan", spec_file, "--json"], "", &[])
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let has = |path: &str| doc["paths"].get(path).is_some();
-    assert!(
-        has("/api/v1/tasks/{id}"),
-        "the OpenAPI document names its paths"
-    );
-    if has("/api/v1/plan") {
-        let plan = cli
-            .run(&["task", "plan", spec_file, "--json"], "", &[])
-            .await
-            .ok()
-            .json();
-        assert_eq!(plan["kind"], "s3", "{plan}");
-        let human = cli.run(&["task", "plan", spec_file], "", &[]).await.ok();
-        assert!(human.stdout.contains("to copy"), "{}", human.stdout);
-    } else {
-        eprintln!("note: the hub has no POST /api/v1/plan yet; dth task plan not tried");
+        .ok()
+        .json();
+    assert_eq!(plan["kind"], "s3", "{plan}");
+    let human = cli.run(&["task", "plan", spec_file], "", &[]).await.ok();
+    assert!(human.stdout.contains("to copy"), "{}", human.stdout);
+
+    let file = cli.home.join("report.jsonl");
+    let run = run_id.to_string();
+    cli.run(
+        &[
+            "task",
+            "report",
+            &run,
+            "--format",
+            "jsonl",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    )
+    .await
+    .ok();
+    let text = std::fs::read_to_string(&file).unwrap();
+    for (k, _) in objects {
+        assert!(text.contains(k.as_str()), "{k} not in the report: {text}");
     }
-    if has("/api/v1/runs/{id}/report") {
-        let file = cli.home.join("report.jsonl");
-        let run = run_id.to_string();
-        cli.run(
-            &[
-                "task",
-                "report",
-                &run,
-                "--format",
-                "jsonl",
-                "-o",
-                file.to_str().unwrap(),
-            ],
+    let csv = cli.run(&["task", "report", &run], "", &[]).await.ok();
+    assert!(csv.stdout.contains(objects[0].0.as_str()), "{}", csv.stdout);
+
+    cli.run(&["task", "start", id], "", &[]).await.ok();
+    let watch = cli.run(&["task", "watch", id], "", &[]).await.ok();
+    assert!(watch.stdout.contains("ended DONE"), "{}", watch.stdout);
+
+    let copy = cli
+        .run(
+            &["task", "clone", id, "--name", "cli-copy-2", "--json"],
             "",
             &[],
         )
         .await
+        .ok()
+        .json();
+    let copy_id = copy["id"].as_str().unwrap().to_string();
+    assert_ne!(copy_id, id);
+    let patch = cli.home.join("patch.json");
+    std::fs::write(&patch, json!({"name": "cli-copy-3"}).to_string()).unwrap();
+    cli.run(
+        &["task", "edit", &copy_id, patch.to_str().unwrap()],
+        "",
+        &[],
+    )
+    .await
+    .ok();
+    cli.run(&["task", "show", "cli-copy-3"], "", &[]).await.ok();
+    cli.run(&["task", "delete", &copy_id, "--yes"], "", &[])
+        .await
         .ok();
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (k, _) in objects {
-            assert!(text.contains(k.as_str()), "{k} not in the report: {text}");
-        }
-        let csv = cli.run(&["task", "report", &run], "", &[]).await.ok();
-        assert!(csv.stdout.contains(objects[0].0.as_str()), "{}", csv.stdout);
-    } else {
-        eprintln!(
-            "note: the hub has no GET /api/v1/runs/{{id}}/report yet; dth task report not tried"
-        );
-    }
-    if has("/api/v1/tasks/{id}/progress") {
-        cli.run(&["task", "start", id], "", &[]).await.ok();
-        let watch = cli.run(&["task", "watch", id], "", &[]).await.ok();
-        assert!(watch.stdout.contains("ended DONE"), "{}", watch.stdout);
-    } else {
-        eprintln!(
-            "note: the hub has no GET /api/v1/tasks/{{id}}/progress yet; dth task watch not tried"
-        );
-    }
-    if has("/api/v1/tasks/{id}/clone") {
-        let copy = cli
-            .run(
-                &["task", "clone", id, "--name", "cli-copy-2", "--json"],
-                "",
-                &[],
-            )
-            .await
-            .ok()
-            .json();
-        let copy_id = copy["id"].as_str().unwrap().to_string();
-        assert_ne!(copy_id, id);
-        let patch = cli.home.join("patch.json");
-        std::fs::write(&patch, json!({"name": "cli-copy-3"}).to_string()).unwrap();
-        if doc["paths"]["/api/v1/tasks/{id}"].get("patch").is_some() {
-            cli.run(
-                &["task", "edit", &copy_id, patch.to_str().unwrap()],
-                "",
-                &[],
-            )
-            .await
-            .ok();
-            cli.run(&["task", "show", "cli-copy-3"], "", &[]).await.ok();
-        }
-        cli.run(&["task", "delete", &copy_id, "--yes"], "", &[])
-            .await
-            .ok();
-    } else {
-        eprintln!(
-            "note: the hub has no POST /api/v1/tasks/{{id}}/clone yet; dth task clone not tried"
-        );
-    }
 }
 
 #[tokio::test]
@@ -479,7 +445,7 @@ async fn the_cli_drives_a_hub_and_never_prints_its_token() {
         "{}",
         retried.stdout
     );
-    newer_routes(&mut cli, &url, &id, run_id, spec_arg, &objects).await;
+    plan_report_watch_edit_clone(&mut cli, &id, run_id, spec_arg, &objects).await;
 
     // Errors a person meets.
     cli.run(
