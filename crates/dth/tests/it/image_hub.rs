@@ -53,6 +53,21 @@ impl SqliteHub {
     }
 }
 
+/// `POST /api/v1/plan` of a spec.
+async fn plan_of(url: &str, spec: &serde_json::Value) -> serde_json::Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/v1/plan"))
+        .bearer_auth(TOKEN)
+        .json(spec)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(status.is_success(), "plan: {status} {body}");
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn image_task_copies_each_image_as_an_item() {
     let src = Registry::start().await;
@@ -72,6 +87,21 @@ async fn image_task_copies_each_image_as_an_item() {
         },
         "images": ["app-a:ALL_TAGS", "app-b:2.0", "team/app-c:3.1", "missing/app:1.0"],
     });
+    // The plan before the task: four images to copy, one that cannot be checked; then the run.
+    let plan = plan_of(&url, &spec).await;
+    let planned = &plan["images"];
+    assert_eq!(planned["copy"], 4, "{plan}");
+    assert_eq!(planned["up_to_date"], 0);
+    assert_eq!(planned["unchecked"], 1);
+    assert!(
+        planned["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("missing/app")
+    );
+    assert!(planned["blobs"].as_u64().unwrap() >= 2, "{plan}");
+    assert!(planned["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(plan["egress_bytes"], planned["bytes"]);
     let id = create_task(&url, &spec).await;
 
     // The missing image dead-letters on its own (a 404 is not retried); the task ends in ERROR.
@@ -118,6 +148,13 @@ async fn image_task_copies_each_image_as_an_item() {
         }
     }
 
+    assert_eq!(c.copied, planned["copy"].as_u64().unwrap(), "plan vs run");
+    // Planned again: everything is up to date, as the second run then finds.
+    let again = plan_of(&url, &spec).await;
+    assert_eq!(again["images"]["copy"], 0, "{again}");
+    assert_eq!(again["images"]["up_to_date"], 4);
+    assert_eq!(again["images"]["bytes"], 0);
+
     // Run it again: every image is up to date after one HEAD per tag at the destination.
     let mark = dst.mark();
     let resp = reqwest::Client::new()
@@ -148,6 +185,7 @@ async fn image_task_copies_each_image_as_an_item() {
         (5, 0, 4, 1),
         "{c:?}"
     );
+    assert_eq!(c.skipped, again["images"]["up_to_date"].as_u64().unwrap());
     let log = mark.since().await;
     let writes: Vec<_> = log
         .iter()
