@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Subcommand, ValueEnum};
+use dth_model::{Plan, RunCounters};
+use dth_web::views::ProgressView;
 use futures::StreamExt;
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -321,8 +322,10 @@ pub async fn run(ctx: &Ctx, cmd: TaskCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             if !ctx.printed_json(&v) {
                 let plan: Plan = ctx.hub.parse("plan", &v)?;
-                for (k, val) in plan.lines() {
-                    println!("{k:<14}{val}");
+                let lines = plan_lines(&plan);
+                let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+                for (k, val) in lines {
+                    println!("{k:<width$}{val}");
                 }
             }
         }
@@ -493,23 +496,6 @@ fn side(v: Option<&Value>) -> String {
     )
 }
 
-/// The counters of a run, as the API gives them (unknown fields ignored, missing ones 0).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Counters {
-    found: u64,
-    found_bytes: u64,
-    skipped: u64,
-    copied: u64,
-    copied_bytes: u64,
-    deleted: u64,
-    pending: u64,
-    retrying: u64,
-    dead: u64,
-    cancelled: u64,
-    bytes_in_flight: u64,
-}
-
 fn show(ctx: &Ctx, t: &Value) -> anyhow::Result<()> {
     let spec = t.get("spec").cloned().unwrap_or(Value::Null);
     let error = match (t.get("error").and_then(Value::as_str), t.get("error_code")) {
@@ -537,7 +523,7 @@ fn show(ctx: &Ctx, t: &Value) -> anyhow::Result<()> {
         println!("\nno run yet");
         return Ok(());
     };
-    let c: Counters = ctx
+    let c: RunCounters = ctx
         .hub
         .parse("counters", run.get("counters").unwrap_or(&Value::Null))?;
     println!("\nlatest run");
@@ -545,6 +531,7 @@ fn show(ctx: &Ctx, t: &Value) -> anyhow::Result<()> {
         ("run", s(run, "id")),
         ("status", s(run, "status")),
         ("trigger", s(run, "trigger")),
+        ("started by", s(run, "started_by")),
         ("error", s(run, "error")),
         (
             "started",
@@ -597,6 +584,7 @@ fn runs(v: &Value) {
                 s(r, "id"),
                 s(r, "status"),
                 s(r, "trigger"),
+                s(r, "started_by"),
                 ago(r.get("started_at").and_then(Value::as_i64)),
                 ago(r.get("ended_at").and_then(Value::as_i64)),
                 s(r, "error"),
@@ -604,7 +592,9 @@ fn runs(v: &Value) {
         })
         .collect();
     output::table(
-        &["run", "status", "trigger", "started", "ended", "error"],
+        &[
+            "run", "status", "trigger", "by", "started", "ended", "error",
+        ],
         rows,
     );
 }
@@ -642,111 +632,104 @@ fn items(v: &Value) {
     }
 }
 
-/// The answer of `POST /api/v1/plan`; fields the CLI does not know are kept and shown as they are.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Plan {
-    kind: String,
-    objects: Option<PlanObjects>,
-    images: Option<PlanImages>,
-    cost: Option<PlanCost>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PlanObjects {
-    copy: u64,
-    copy_bytes: u64,
-    skip: u64,
-    skip_bytes: u64,
-    delete: u64,
-    archived: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PlanImages {
-    copy: u64,
-    up_to_date: u64,
-    blobs: u64,
-    bytes: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PlanCost {
-    currency: String,
-    requests: u64,
-    request_cost: f64,
-    egress_bytes: u64,
-    egress_cost: f64,
-    total: f64,
-    source_price: Option<String>,
-    #[serde(flatten)]
-    extra: std::collections::BTreeMap<String, Value>,
-}
-
-impl Plan {
-    /// The summary, one (label, value) per line.
-    fn lines(&self) -> Vec<(String, String)> {
-        let mut out = vec![("kind".to_string(), self.kind.clone())];
-        if let Some(o) = &self.objects {
+/// The summary of a plan, one (label, value) per line.
+fn plan_lines(plan: &Plan) -> Vec<(String, String)> {
+    let mut out = vec![("kind".to_string(), plan.kind.clone())];
+    if let Some(o) = &plan.objects {
+        out.push((
+            "to copy".into(),
+            format!("{} objects, {}", o.copy, bytes(o.copy_bytes)),
+        ));
+        out.push((
+            "up to date".into(),
+            format!("{} objects, {}", o.skip, bytes(o.skip_bytes)),
+        ));
+        if o.delete > 0 {
             out.push((
-                "to copy".into(),
-                format!("{} objects, {}", o.copy, bytes(o.copy_bytes)),
+                "to delete".into(),
+                format!("{} objects, {}", o.delete, bytes(o.delete_bytes)),
             ));
-            out.push((
-                "up to date".into(),
-                format!("{} objects, {}", o.skip, bytes(o.skip_bytes)),
-            ));
-            if o.delete > 0 {
-                out.push(("to delete".into(), format!("{} objects", o.delete)));
-            }
-            if o.archived > 0 {
-                out.push((
-                    "archived".into(),
-                    format!("{} objects (skipped: restore them first)", o.archived),
-                ));
-            }
         }
-        if let Some(i) = &self.images {
-            out.push((
-                "to copy".into(),
-                format!("{} images, {} blobs, {}", i.copy, i.blobs, bytes(i.bytes)),
-            ));
-            out.push(("up to date".into(), format!("{} images", i.up_to_date)));
+        if o.multipart > 0 {
+            out.push(("multipart".into(), format!("{} objects", o.multipart)));
         }
-        if let Some(c) = &self.cost {
-            let cur = if c.currency.is_empty() {
-                "USD"
-            } else {
-                &c.currency
-            };
+        if o.archived > 0 {
             out.push((
-                "requests".into(),
-                format!("{} ≈ {cur} {:.2}", c.requests, c.request_cost),
+                "archived".into(),
+                format!(
+                    "{} objects, {} (restore them before a run can read them)",
+                    o.archived,
+                    bytes(o.archived_bytes)
+                ),
             ));
-            out.push((
-                "egress".into(),
-                format!("{} ≈ {cur} {:.2}", bytes(c.egress_bytes), c.egress_cost),
-            ));
-            let prices = c
-                .source_price
-                .as_deref()
-                .map(|p| format!(" (prices of {p})"))
-                .unwrap_or_default();
-            out.push(("cost".into(), format!("≈ {cur} {:.2}{prices}", c.total)));
-            for (k, v) in &c.extra {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => continue,
-                    other => other.to_string(),
-                };
-                out.push((k.replace('_', " "), v));
-            }
         }
-        out
+        for e in &o.errors {
+            out.push(("listing error".into(), e.clone()));
+        }
     }
+    if let Some(i) = &plan.images {
+        out.push((
+            "to copy".into(),
+            format!("{} images, {} blobs, {}", i.copy, i.blobs, bytes(i.bytes)),
+        ));
+        out.push(("up to date".into(), format!("{} images", i.up_to_date)));
+        if i.unchecked > 0 {
+            out.push(("not checked".into(), format!("{} images", i.unchecked)));
+        }
+        for e in &i.errors {
+            out.push(("check error".into(), e.clone()));
+        }
+    }
+    let r = &plan.requests;
+    out.push((
+        "requests".into(),
+        format!(
+            "source {} LIST, {} GET; destination {} LIST, {} PUT, {} DELETE",
+            r.source_list,
+            r.source_get,
+            r.destination_list,
+            r.destination_put,
+            r.destination_delete
+        ),
+    ));
+    out.push(("egress".into(), bytes(plan.egress_bytes)));
+    for l in &plan.cost.lines {
+        let quantity = if l.what == "egress" {
+            bytes(l.quantity)
+        } else {
+            format!("{} requests", l.quantity)
+        };
+        out.push((
+            format!("cost {} {}", l.side, l.what),
+            format!(
+                "{} {:.4} ({quantity} at {} {} per {}, prices {})",
+                l.currency,
+                l.amount,
+                l.currency,
+                l.unit_price,
+                if l.what == "egress" { "GB" } else { "1,000" },
+                l.price
+            ),
+        ));
+    }
+    let totals: Vec<String> = plan
+        .cost
+        .totals
+        .iter()
+        .map(|(cur, v)| match *v {
+            v if v >= 1.0 || v == 0.0 => format!("{cur} {v:.2}"),
+            v => format!("{cur} {v:.4}"),
+        })
+        .collect();
+    out.push((
+        "cost".into(),
+        if totals.is_empty() {
+            "nothing priced".into()
+        } else {
+            format!("≈ {}", totals.join(" + "))
+        },
+    ));
+    out
 }
 
 /// Streams a run's report to a file or stdout, chunk by chunk. A file is written beside its name
@@ -778,9 +761,16 @@ async fn report(
             let mut out = tokio::io::stdout();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| ctx.hub.broken_stream(&e))?;
-                out.write_all(&chunk).await?;
+                match out.write_all(&chunk).await {
+                    // The reader went away (`dth task report 7 | head`): nothing more is wanted.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    r => r?,
+                }
             }
-            out.flush().await?;
+            match out.flush().await {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => r?,
+            }
         }
         Some(path) => {
             let mut part = path.clone().into_os_string();
@@ -818,49 +808,41 @@ async fn report(
     Ok(())
 }
 
-/// A `progress` event of `GET /api/v1/tasks/{id}/progress`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Progress {
-    run_id: Option<i64>,
-    status: String,
-    counters: Counters,
-    rate_bytes_per_s: f64,
-    eta_seconds: Option<u64>,
-}
-
-impl Progress {
-    /// One line: `run 12 TRANSFERRING: 120/300 objects, 1.2 GiB/3.4 GiB, 12.3 MiB/s, ETA 1m 30s`.
-    fn line(&self) -> String {
-        let c = &self.counters;
-        let mut parts = vec![format!(
-            "{}/{} objects, {}/{}",
-            c.copied + c.skipped,
-            c.found,
-            bytes(done_bytes(c)),
-            bytes(c.found_bytes)
-        )];
-        if self.rate_bytes_per_s > 0.0 {
-            parts.push(format!("{}/s", bytes(self.rate_bytes_per_s as u64)));
-        }
-        if let Some(eta) = self.eta_seconds {
-            parts.push(format!("ETA {}", output::duration(eta)));
-        }
-        if c.deleted > 0 {
-            parts.push(format!("deleted {}", c.deleted));
-        }
-        if c.retrying > 0 {
-            parts.push(format!("retrying {}", c.retrying));
-        }
-        if c.dead > 0 {
-            parts.push(format!("dead {}", c.dead));
-        }
-        let run = self.run_id.map(|r| format!("run {r} ")).unwrap_or_default();
-        format!("{run}{}: {}", self.status, parts.join(", "))
+/// One line of a progress event: `run 12 TRANSFERRING: 120/300 objects, 1.2 GiB/3.4 GiB,
+/// 12.3 MiB/s, ETA 1m 30s`.
+fn progress_line(p: &ProgressView) -> String {
+    let c = &p.run.counters;
+    let mut parts = vec![format!(
+        "{}/{} objects, {}/{}",
+        c.copied + c.skipped,
+        c.found,
+        bytes(done_bytes(c)),
+        bytes(c.found_bytes)
+    )];
+    if p.rate_bytes_per_s > 0.0 {
+        parts.push(format!("{}/s", bytes(p.rate_bytes_per_s as u64)));
     }
+    if let Some(eta) = p.eta_seconds {
+        parts.push(format!("ETA {}", output::duration(eta)));
+    }
+    if c.deleted > 0 {
+        parts.push(format!("deleted {}", c.deleted));
+    }
+    if c.retrying > 0 {
+        parts.push(format!("retrying {}", c.retrying));
+    }
+    if c.dead > 0 {
+        parts.push(format!("dead {}", c.dead));
+    }
+    format!(
+        "run {} {}: {}",
+        p.run.run.id,
+        p.run.run.status.name(),
+        parts.join(", ")
+    )
 }
 
-fn done_bytes(c: &Counters) -> u64 {
+fn done_bytes(c: &RunCounters) -> u64 {
     (c.copied_bytes + c.bytes_in_flight).min(c.found_bytes.max(c.copied_bytes))
 }
 
@@ -886,7 +868,7 @@ async fn watch(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
     });
     let mut parser = sse::Parser::default();
     let mut body = resp.bytes_stream();
-    let mut last: Option<Progress> = None;
+    let mut last: Option<ProgressView> = None;
     let mut last_line = (String::new(), Instant::now());
     let mut end: Option<Value> = None;
     'stream: while let Some(chunk) = body.next().await {
@@ -897,13 +879,13 @@ async fn watch(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
                     if ctx.json {
                         println!("{}", event.data);
                     }
-                    let Ok(p) = serde_json::from_str::<Progress>(&event.data) else {
-                        continue;
-                    };
-                    let line = p.line();
+                    let p: ProgressView = serde_json::from_str(&event.data).map_err(|e| {
+                        anyhow!("the hub sent a progress event this dth cannot read: {e}")
+                    })?;
+                    let line = progress_line(&p);
                     if let Some(bar) = &bar {
-                        bar.set_length(p.counters.found_bytes.max(1));
-                        bar.set_position(done_bytes(&p.counters));
+                        bar.set_length(p.run.counters.found_bytes.max(1));
+                        bar.set_position(done_bytes(&p.run.counters));
                         bar.set_message(line);
                     } else if !ctx.json
                         && (line != last_line.0 || last_line.1.elapsed() >= Duration::from_secs(30))
@@ -935,7 +917,7 @@ async fn watch(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
         .get("status")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .or_else(|| last.as_ref().map(|p| p.status.clone()))
+        .or_else(|| last.as_ref().map(|p| p.run.run.status.name().to_string()))
         .unwrap_or_default();
     if !matches!(status.as_str(), "DONE" | "FAILED" | "STOPPED") {
         let t = ctx.hub.get(&format!("/api/v1/tasks/{}", seg(id))).await?;
@@ -944,11 +926,10 @@ async fn watch(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
         }
     }
     if !ctx.json {
-        let summary = last.as_ref().map(Progress::line).unwrap_or_default();
+        let summary = last.as_ref().map(progress_line).unwrap_or_default();
         let run = last
             .as_ref()
-            .and_then(|p| p.run_id)
-            .map(|r| format!("run {r} "))
+            .map(|p| format!("run {} ", p.run.run.id))
             .unwrap_or_default();
         println!(
             "{run}ended {status}{}",
@@ -968,46 +949,67 @@ async fn watch(ctx: &Ctx, id: &str) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dth_model::{ObjectPlan, PriceTable, PricedSide, Requests};
 
     #[test]
     fn ids_and_plans() {
         assert!(is_uuid("0f8fad5b-d9cb-469f-a165-70867728950e"));
         assert!(!is_uuid("0f8fad5b"));
-        let plan: Plan = serde_json::from_value(json!({
-            "kind": "s3",
-            "objects": {"copy": 3, "copy_bytes": 3072, "skip": 1, "skip_bytes": 10, "delete": 0,
-                        "archived": 2, "new_field": 1},
-            "images": null,
-            "cost": {"currency": "USD", "requests": 4, "request_cost": 0.0001, "egress_bytes": 3072,
-                     "egress_cost": 0.01, "total": 0.0101, "source_price": "aws/us-east-1",
-                     "destination_price": "aliyun/cn-hangzhou"},
-            "later": true
-        }))
-        .unwrap();
-        let text = plan
-            .lines()
+        let plan = Plan {
+            kind: "s3".into(),
+            objects: Some(ObjectPlan {
+                copy: 3,
+                copy_bytes: 3072,
+                skip: 1,
+                skip_bytes: 10,
+                archived: 2,
+                archived_bytes: 2048,
+                ..ObjectPlan::default()
+            }),
+            images: None,
+            requests: Requests {
+                source_get: 3,
+                destination_put: 3,
+                ..Requests::default()
+            },
+            egress_bytes: 3072,
+            cost: PriceTable::defaults().estimate(
+                &PricedSide {
+                    provider: "aws".into(),
+                    region: "us-east-1".into(),
+                },
+                &PricedSide {
+                    provider: "aliyun-oss".into(),
+                    region: "cn-hangzhou".into(),
+                },
+                &Requests {
+                    source_get: 3,
+                    destination_put: 3,
+                    ..Requests::default()
+                },
+                3072,
+            ),
+        };
+        let text = plan_lines(&plan)
             .into_iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect::<Vec<_>>()
             .join("\n");
         assert!(text.contains("to copy: 3 objects, 3.0 KiB"), "{text}");
         assert!(text.contains("archived: 2 objects"), "{text}");
-        assert!(
-            text.contains("cost: ≈ USD 0.01 (prices of aws/us-east-1)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("destination price: aliyun/cn-hangzhou"),
-            "{text}"
-        );
-        let p: Progress = serde_json::from_value(json!({
-            "run_id": 7, "status": "TRANSFERRING", "rate_bytes_per_s": 2048.0, "eta_seconds": 90,
+        assert!(text.contains("cost: ≈ CNY 0.0000 + USD 0.0000"), "{text}");
+        assert!(text.contains("prices aliyun-oss/*"), "{text}");
+        let p: ProgressView = serde_json::from_value(json!({
+            "id": 7, "task_id": "t", "trigger": "user", "status": "TRANSFERRING", "max_attempts": 5,
+            "error": null, "started_at": 0, "found_at": 1, "ended_at": null, "started_by": null,
+            "rate_bytes_per_s": 2048.0, "items_per_s": 1.0, "eta_seconds": 90, "bytes_done": 5120,
             "counters": {"found": 10, "found_bytes": 10240, "copied": 4, "copied_bytes": 4096,
-                         "skipped": 1, "dead": 1, "bytes_in_flight": 1024}
+                         "skipped": 1, "deleted": 0, "pending": 4, "retrying": 0, "dead": 1,
+                         "cancelled": 0, "bytes_in_flight": 1024}
         }))
         .unwrap();
         assert_eq!(
-            p.line(),
+            progress_line(&p),
             "run 7 TRANSFERRING: 5/10 objects, 5.0 KiB/10.0 KiB, 2.0 KiB/s, ETA 1m 30s, dead 1"
         );
     }
