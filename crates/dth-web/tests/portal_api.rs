@@ -29,6 +29,11 @@ struct Hubs {
 
 impl Hubs {
     async fn start() -> Hubs {
+        Hubs::start_with(|_| {}).await
+    }
+
+    /// A hub whose configuration `tune` changes first.
+    async fn start_with(tune: impl FnOnce(&mut Config)) -> Hubs {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("dth.db").display());
         let store = dth_store::open(&url, MasterKey::generate()).await.unwrap();
@@ -43,6 +48,7 @@ impl Hubs {
             ..Config::default()
         };
         config.access.env_token = Some(TOKEN.into());
+        tune(&mut config);
         let hub = Hub::new(store.clone(), config);
         let stop = CancellationToken::new();
         tokio::spawn(Arc::clone(&hub).run_scheduler(stop.clone()));
@@ -602,4 +608,124 @@ async fn a_million_item_report_streams_in_constant_memory() {
         grown / MIB as u64,
         bytes / MIB
     );
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_mail_goes_through_a_real_smtp_server_and_docs_are_served() {
+    // Python's own SMTP server (the standard library's smtpd), printing what it receives.
+    let port = free_port();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut smtp = std::process::Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-u",
+            "-m",
+            "smtpd",
+            "-n",
+            "-c",
+            "DebuggingServer",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(out.reopen().unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m smtpd");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "smtpd did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hub = Hubs::start_with(|c| {
+        c.smtp = Some(dth_runtime::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            starttls: false,
+            username: None,
+            password: None,
+            from: "dth@example.com".into(),
+        })
+    })
+    .await;
+    let (status, bad) = hub
+        .call(
+            Method::POST,
+            "/api/v1/settings/smtp/test",
+            Some(json!({"to": "not an address"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    let sent = hub
+        .ok(
+            Method::POST,
+            "/api/v1/settings/smtp/test",
+            Some(json!({"to": "ops@example.com"})),
+        )
+        .await;
+    assert_eq!(sent["sent"], true, "{sent}");
+    let t0 = Instant::now();
+    loop {
+        let got = std::fs::read_to_string(out.path()).unwrap();
+        if got.contains("[dth] test mail") && got.contains("ops@example.com") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no mail: {got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    smtp.kill().unwrap();
+    smtp.wait().unwrap();
+    // The server gone: the test mail says why it failed, and the call itself succeeds.
+    let failed = hub
+        .ok(
+            Method::POST,
+            "/api/v1/settings/smtp/test",
+            Some(json!({"to": "ops@example.com"})),
+        )
+        .await;
+    assert_eq!(failed["sent"], false, "{failed}");
+    assert!(failed["message"].as_str().unwrap().contains("127.0.0.1"));
+
+    // The rendered API docs, with their files from the binary.
+    let page = hub
+        .http
+        .get(format!("{}/api/docs/", hub.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        let resp = hub
+            .http
+            .get(format!("{}/api/docs/{asset}", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        let text = resp.text().await.unwrap();
+        assert!(
+            !text.contains("https://unpkg.com"),
+            "{asset} loads from a CDN"
+        );
+        if asset == "swagger-initializer.js" {
+            assert!(text.contains("/api/v1/openapi.json"), "{text}");
+        }
+    }
 }
