@@ -95,13 +95,23 @@ pub struct Price {
     /// `other`, or `registry` for image registries that are not ECR), or `*` for any.
     #[cfg_attr(
         feature = "openapi",
-        schema(min_length = 1, max_length = 40, example = "aws")
+        schema(
+            min_length = 1,
+            max_length = 40,
+            pattern = r"^[^*]*\*?$",
+            example = "aws"
+        )
     )]
     pub provider: String,
     /// A region, a prefix ending in `*` (`cn-*`), or `*` for any.
     #[cfg_attr(
         feature = "openapi",
-        schema(min_length = 1, max_length = 40, example = "*")
+        schema(
+            min_length = 1,
+            max_length = 40,
+            pattern = r"^[^*]*\*?$",
+            example = "*"
+        )
     )]
     pub region: String,
     /// ISO 4217 code of every price of this entry.
@@ -217,7 +227,8 @@ impl PriceTable {
             let at = format!("prices[{i}]");
             for (field, v) in [("provider", &p.provider), ("region", &p.region)] {
                 let star = v.find('*');
-                if v.is_empty() || v.len() > 40 || star.is_some_and(|s| s != v.len() - 1) {
+                if v.is_empty() || v.chars().count() > 40 || star.is_some_and(|s| s != v.len() - 1)
+                {
                     return Err(format!(
                         "{at}.{field}: {v:?} must be 1 to 40 characters, `*` only at the end"
                     ));

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccessKey {
-    /// Access key id.
+    /// Access key id (not only spaces).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub access_key_id: String,
     /// Secret access key.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub secret_access_key: String,
     /// Session token of temporary credentials.
     #[serde(default)]
@@ -35,8 +37,10 @@ impl fmt::Debug for AccessKey {
 #[serde(deny_unknown_fields)]
 pub struct RegistryLogin {
     /// User name (`AWS`, `_json_key`, a robot account…).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub username: String,
     /// Password or access token.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub password: String,
 }
 

@@ -61,7 +61,7 @@ impl Hub {
     ) -> Result<(String, Result<(), String>), Error> {
         actor.require(Role::Admin)?;
         let to = match body.as_object().map(|o| (o.len(), o.get("to"))) {
-            Some((1, Some(serde_json::Value::String(to)))) => to.trim().to_string(),
+            Some((1, Some(serde_json::Value::String(to)))) => to.clone(),
             _ => {
                 return Err(Error::BadRequest(
                     "the body must be {\"to\": \"address\"}".into(),
@@ -69,7 +69,13 @@ impl Hub {
             }
         };
         let to = to.as_str();
-        if to.is_empty() || to.len() > 254 || !to.contains('@') {
+        let address = to
+            .split_once('@')
+            .is_some_and(|(a, d)| !a.is_empty() && !d.is_empty() && !d.contains('@'));
+        if !address
+            || to.chars().count() > 254
+            || to.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(Error::BadRequest(format!(
                 "to: {to:?} is not an email address"
             )));

@@ -231,10 +231,36 @@ pub fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError
     }
 }
 
-/// An optional JSON body: empty (or only whitespace) is `T::default()`.
+/// An optional JSON body: empty (or only whitespace) or `null` is `T::default()`.
 pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
+/// Deserializes `T` with whole floats (`3.0`, an integer to JSON Schema) read as integers, for
+/// integer fields of request bodies (`#[serde(default, deserialize_with = "whole_numbers")]`).
+pub fn whole_numbers<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::Deserialize;
+    use serde_json::Value;
+    fn whole(v: Value) -> Value {
+        match v {
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    Value::from(f as i64)
+                }
+                _ => Value::Number(n),
+            },
+            Value::Array(a) => Value::Array(a.into_iter().map(whole).collect()),
+            v => v,
+        }
+    }
+    serde_json::from_value(whole(Value::deserialize(d)?)).map_err(serde::de::Error::custom)
 }

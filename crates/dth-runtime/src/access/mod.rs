@@ -166,7 +166,7 @@ fn actor_of(user: &User, method: AuthMethod, role: Role, client: Option<String>)
 
 fn check_email(email: &str) -> Result<String, Error> {
     let email = email.trim().to_lowercase();
-    let ok = email.len() <= 254
+    let ok = email.chars().count() <= 254
         && email
             .split_once('@')
             .is_some_and(|(a, d)| !a.is_empty() && !d.is_empty() && !d.contains('@'))
@@ -541,7 +541,7 @@ impl Hub {
         new: &str,
     ) -> Result<SignedIn, Error> {
         let Some(user_id) = &actor.user_id else {
-            return Err(Error::BadRequest(
+            return Err(Error::Forbidden(
                 "this caller has no password to change".into(),
             ));
         };
@@ -783,7 +783,7 @@ impl Hub {
     ) -> Result<Shown<TokenInfo>, Error> {
         actor.require(Role::Viewer)?;
         let Some(user_id) = &actor.user_id else {
-            return Err(Error::BadRequest(
+            return Err(Error::Forbidden(
                 "tokens belong to users; sign in as a user to create one".into(),
             ));
         };

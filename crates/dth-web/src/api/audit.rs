@@ -25,6 +25,7 @@ pub struct AuditQuery {
     /// Only events older than this id (the previous page's `next_before`).
     pub before: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

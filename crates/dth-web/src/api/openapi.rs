@@ -44,7 +44,7 @@ use crate::views;
         dth_model::PriceTable, dth_model::Price, settings::TestMailRequest,
         settings::TestMailResult,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors, &TaggedOperationIds),
     tags(
         (name = "health", description = "Liveness"),
         (name = "tasks", description = "Transfer tasks"),
@@ -75,6 +75,96 @@ impl Modify for BearerAuth {
                 crate::auth::cookies::SESSION_COOKIE,
             ))),
         );
+    }
+}
+
+/// Adds the error answers every route of a kind can give, where its annotation does not name them:
+/// 401 (no or unknown token or cookie) and 403 (a role it lacks, or a change made with the cookie
+/// without its CSRF token) to the authenticated ones, 400 to those with a query or body, 404 to
+/// those with a path parameter (unknown id, or one of the wrong type), 413 and 415 to those with
+/// a JSON body (larger than the limit, or not `application/json`).
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let in_path = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                let in_query = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let body = op.request_body.is_some();
+                let wanted = [
+                    (
+                        secured,
+                        "401",
+                        "Not signed in: no or unknown token or session",
+                    ),
+                    (
+                        secured,
+                        "403",
+                        "Not allowed: the caller's role, or a change made with the session cookie without its X-CSRF-Token",
+                    ),
+                    (in_query || body, "400", "Malformed query or body"),
+                    (in_path, "404", "No such object"),
+                    (body, "413", "The body is too large"),
+                    (body, "415", "The body is not `application/json`"),
+                ];
+                for (applies, status, description) in wanted {
+                    if applies && !op.responses.responses.contains_key(status) {
+                        let response = ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                            )
+                            .build();
+                        op.responses
+                            .responses
+                            .insert(status.to_string(), response.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Prefixes each operation id (the handler's name) with its tag, so that ids are unique
+/// (`tasks_list`, `users_list`), as OpenAPI requires.
+struct TaggedOperationIds;
+
+impl Modify for TaggedOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                if let (Some(tag), Some(id)) = (
+                    op.tags.as_ref().and_then(|t| t.first()),
+                    op.operation_id.as_mut(),
+                ) {
+                    *id = format!("{tag}_{id}");
+                }
+            }
+        }
     }
 }
 

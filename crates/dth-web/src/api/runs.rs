@@ -59,13 +59,16 @@ pub async fn get(
 pub struct ItemsQuery {
     /// Only items in this state: `queued`, `leased`, `waiting`, `done`, `skipped`, `dead`,
     /// `cancelled`.
+    #[param(pattern = "^(queued|leased|waiting|done|skipped|dead|cancelled)?$")]
     pub state: Option<String>,
     /// Only keys starting with this (exact, case-sensitive; at most 1024 bytes).
     #[param(max_length = 1024)]
     pub prefix: Option<String>,
     /// Only items with an id above this one (the `next_after` of the previous page); default 0.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -121,6 +124,7 @@ pub async fn items(
 #[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     /// Only these dead items.
+    #[serde(default, deserialize_with = "crate::error::whole_numbers")]
     pub ids: Option<Vec<i64>>,
 }
 
@@ -196,7 +200,8 @@ pub async fn samples(
 pub struct ReportQuery {
     /// `csv` (default) or `jsonl` (one JSON object per line).
     pub format: Option<ReportFormat>,
-    /// Only items in this state.
+    /// Only items in this state (as in `items`).
+    #[param(pattern = "^(queued|leased|waiting|done|skipped|dead|cancelled)?$")]
     pub state: Option<String>,
     /// Only keys starting with this.
     #[param(max_length = 1024)]

@@ -13,7 +13,8 @@ use crate::{ApiError, AppState, ErrorBody};
 
 /// Stores an access key or a registry login under a name (replacing one of the same name).
 #[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets",
-    params(("name" = String, Path, description = "Secret name: 1 to 64 of A-Z a-z 0-9 . _ -")),
+    params(("name" = String, Path, description = "Secret name: 1 to 64 of A-Z a-z 0-9 . _ -",
+        pattern = "^[A-Za-z0-9._-]{1,64}$")),
     request_body = dth_model::SecretValue,
     responses(
         (status = 204, description = "Stored"),
@@ -45,9 +46,10 @@ pub async fn list(
 
 /// Deletes a secret no task refers to.
 #[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets",
-    params(("name" = String, Path, description = "Secret name")),
+    params(("name" = String, Path, description = "Secret name", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Bad name", body = ErrorBody),
         (status = 404, description = "No such secret", body = ErrorBody),
         (status = 409, description = "A task uses the secret", body = ErrorBody),
     ),

@@ -47,10 +47,16 @@ pub async fn put_prices(
 
 /// The body of `POST /api/v1/settings/smtp/test` (for the OpenAPI document; the hub reads it).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TestMailRequest {
     /// Where to send it.
-    #[schema(min_length = 3, max_length = 254, example = "ops@example.com")]
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        example = "ops@example.com",
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     to: String,
 }
 

@@ -18,7 +18,8 @@ use crate::{ApiError, AppState, ErrorBody};
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct TaskSpecDoc {
-    /// A name for people.
+    /// A name for people (not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
     /// `s3` (objects) or `image` (container images).
     #[schema(example = "s3")]
@@ -181,6 +182,7 @@ pub async fn delete(
 #[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -210,7 +212,7 @@ pub async fn events(
 #[allow(dead_code)]
 pub struct TaskPatchDoc {
     /// A name for people.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: Option<String>,
     /// What the task is for.
     #[schema(max_length = 2000)]
@@ -269,7 +271,7 @@ pub async fn edit(
 #[serde(deny_unknown_fields)]
 pub struct CloneRequest {
     /// The new task's name (default: the original's with " (copy)").
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
 }
 

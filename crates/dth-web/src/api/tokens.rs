@@ -18,11 +18,14 @@ use crate::{ApiError, AppState, ErrorBody};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenRequest {
-    /// A name saying what uses it (`ci`, `backup-cron`).
+    /// A name saying what uses it (`ci`, `backup-cron`; not only spaces).
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
     /// Its role, at most yours (default: yours).
     pub role: Option<Role>,
     /// Days until it expires (1 to 3650); absent: never.
+    #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "crate::error::whole_numbers")]
     pub expires_in_days: Option<u32>,
 }
 

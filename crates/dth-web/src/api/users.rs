@@ -20,8 +20,13 @@ use crate::{ApiError, AppState, ErrorBody};
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     /// Email (the sign-in name).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub email: String,
-    /// Name for people.
+    /// Name for people (not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// Role.
     pub role: Role,
@@ -40,11 +45,13 @@ pub struct UserWithPassword {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
-    /// New name.
+    /// New name (not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     /// New role.
     pub role: Option<Role>,
     /// `active` or `disabled`.
+    #[schema(pattern = "^(active|disabled)$")]
     pub state: Option<String>,
 }
 

@@ -13,4 +13,5 @@ mod image_local;
 mod image_sync;
 mod s3_faults;
 mod s3_sync;
+mod schemathesis;
 mod signin;
