@@ -89,57 +89,65 @@ impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::ParameterIn;
         use utoipa::openapi::{Content, Ref, ResponseBuilder};
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
+        for op in operations(openapi) {
+            let params = op.parameters.as_deref().unwrap_or_default();
+            let in_path = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+            let in_query = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let body = op.request_body.is_some();
+            let wanted = [
+                (
+                    secured,
+                    "401",
+                    "Not signed in: no or unknown token or session",
+                ),
+                (
+                    secured,
+                    "403",
+                    "Not allowed: the caller's role, or a change made with the session cookie without its X-CSRF-Token",
+                ),
+                (in_query || body, "400", "Malformed query or body"),
+                (in_path, "404", "No such object"),
+                (body, "413", "The body is too large"),
+                (body, "415", "The body is not `application/json`"),
             ];
-            for op in operations.into_iter().flatten() {
-                let params = op.parameters.as_deref().unwrap_or_default();
-                let in_path = params
-                    .iter()
-                    .any(|p| matches!(p.parameter_in, ParameterIn::Path));
-                let in_query = params
-                    .iter()
-                    .any(|p| matches!(p.parameter_in, ParameterIn::Query));
-                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-                let body = op.request_body.is_some();
-                let wanted = [
-                    (
-                        secured,
-                        "401",
-                        "Not signed in: no or unknown token or session",
-                    ),
-                    (
-                        secured,
-                        "403",
-                        "Not allowed: the caller's role, or a change made with the session cookie without its X-CSRF-Token",
-                    ),
-                    (in_query || body, "400", "Malformed query or body"),
-                    (in_path, "404", "No such object"),
-                    (body, "413", "The body is too large"),
-                    (body, "415", "The body is not `application/json`"),
-                ];
-                for (applies, status, description) in wanted {
-                    if applies && !op.responses.responses.contains_key(status) {
-                        let response = ResponseBuilder::new()
-                            .description(description)
-                            .content(
-                                "application/json",
-                                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
-                            )
-                            .build();
-                        op.responses
-                            .responses
-                            .insert(status.to_string(), response.into());
-                    }
+            for (applies, status, description) in wanted {
+                if applies && !op.responses.responses.contains_key(status) {
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                        )
+                        .build();
+                    op.responses
+                        .responses
+                        .insert(status.to_string(), response.into());
                 }
             }
         }
     }
+}
+
+/// Every operation of the document, whatever its method.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// Prefixes each operation id (the handler's name) with its tag, so that ids are unique
@@ -148,21 +156,12 @@ struct TaggedOperationIds;
 
 impl Modify for TaggedOperationIds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in operations.into_iter().flatten() {
-                if let (Some(tag), Some(id)) = (
-                    op.tags.as_ref().and_then(|t| t.first()),
-                    op.operation_id.as_mut(),
-                ) {
-                    *id = format!("{tag}_{id}");
-                }
+        for op in operations(openapi) {
+            if let (Some(tag), Some(id)) = (
+                op.tags.as_ref().and_then(|t| t.first()),
+                op.operation_id.as_mut(),
+            ) {
+                *id = format!("{tag}_{id}");
             }
         }
     }

@@ -168,6 +168,11 @@ pub fn seg(s: &str) -> String {
         .replace('+', "%20")
 }
 
+/// The elements of a JSON array (none for anything else).
+pub fn array(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
 /// A string field of a JSON answer ("" when absent).
 pub fn s(v: &Value, key: &str) -> String {
     match v.get(key) {

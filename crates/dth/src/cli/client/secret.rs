@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::output::{self, ago};
-use super::{Ctx, s, seg};
+use super::{Ctx, array, s, seg};
 
 pub(crate) const SECRET_EXAMPLES: &str = "\
 Examples:
@@ -105,10 +105,7 @@ pub async fn run(ctx: &Ctx, cmd: SecretCommand) -> anyhow::Result<()> {
         SecretCommand::List => {
             let v = ctx.hub.get("/api/v1/secrets").await?;
             if !ctx.printed_json(&v) {
-                let rows = v
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
+                let rows = array(&v)
                     .iter()
                     .map(|x| {
                         vec![

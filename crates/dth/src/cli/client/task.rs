@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use super::output::{self, ago, bytes, when};
-use super::{Ctx, confirm, s, seg, sse};
+use super::{Ctx, array, confirm, s, seg, sse};
 
 pub(crate) const TASK_EXAMPLES: &str = "\
 Examples:
@@ -377,11 +377,6 @@ fn read_json(file: &PathBuf) -> anyhow::Result<Value> {
         (file.display().to_string(), t)
     };
     serde_json::from_str(&text).map_err(|e| anyhow!("{what} is not valid JSON: {e}"))
-}
-
-/// The elements of a JSON array (none for anything else).
-fn array(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// Whether a string is a whole task id (a UUID).

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::output::{self, ago};
-use super::{Ctx, s, seg};
+use super::{Ctx, array, s, seg};
 
 pub(crate) const TOKEN_EXAMPLES: &str = "\
 Examples:
@@ -124,10 +124,6 @@ pub async fn run(ctx: &Ctx, cmd: TokenCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn array(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// A token id from an id or the name of one of the caller's tokens.

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::output::{self, ago};
-use super::{Ctx, confirm, s, seg};
+use super::{Ctx, array, confirm, s, seg};
 
 pub(crate) const USER_EXAMPLES: &str = "\
 Examples:
@@ -109,10 +109,7 @@ pub async fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
         C::List => {
             let v = ctx.hub.get("/api/v1/users").await?;
             if !ctx.printed_json(&v) {
-                let rows = v
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
+                let rows = array(&v)
                     .iter()
                     .map(|u| {
                         vec![
