@@ -332,9 +332,16 @@ impl Copier {
     /// Whether one image needs copying, by HEADs only (a platform selection also reads the
     /// source manifest): the digest the destination tag should have, and whether it has it.
     pub async fn check(&self, job: &ImageJob) -> Result<(Digest, bool)> {
+        let (_, want, same) = self.check_from_source(job).await?;
+        Ok((want, same))
+    }
+
+    /// [`Copier::check`], also answering the source's own digest of the image (before a
+    /// platform selection), for [`Copier::blobs`].
+    pub async fn check_from_source(&self, job: &ImageJob) -> Result<(Digest, Digest, bool)> {
         let head = self.resolve_source(job).await?;
         let want = if self.opts.platforms.is_empty() {
-            head
+            head.clone()
         } else {
             let what = format!("{}:{}", job.src_repo, job.reference);
             self.select(
@@ -346,14 +353,14 @@ impl Copier {
         let dst_ref = job.dst_tag.as_deref().unwrap_or(&job.reference);
         let have = self.dst.head_manifest(&job.dst_repo, dst_ref).await?;
         let same = have.is_some_and(|h| h.digest == want);
-        Ok((want, same))
+        Ok((head, want, same))
     }
 
-    /// The blobs (configs and distributable layers) of the image a job names at the source, after
-    /// the platform selection, each once: what a copy would read at most.
-    pub async fn blobs(&self, job: &ImageJob) -> Result<Vec<Descriptor>> {
+    /// The blobs (configs and distributable layers) of the image `head` (the source's digest of
+    /// the job's image, from [`Copier::check_from_source`]), after the platform selection, each
+    /// once: what a copy would read at most.
+    pub async fn blobs(&self, job: &ImageJob, head: &Digest) -> Result<Vec<Descriptor>> {
         let what = format!("{}:{}", job.src_repo, job.reference);
-        let head = self.resolve_source(job).await?;
         let top = self.select(
             self.src.manifest(&job.src_repo, head.as_str()).await?,
             &what,

@@ -121,9 +121,9 @@ impl Hub {
             let copier = Arc::clone(&copier);
             async move {
                 let key = format!("{}:{}", j.src_repo, j.reference);
-                match copier.check(&j).await {
-                    Ok((_, true)) => (key, Ok(None)),
-                    Ok((_, false)) => (key, copier.blobs(&j).await.map(Some)),
+                match copier.check_from_source(&j).await {
+                    Ok((_, _, true)) => (key, Ok(None)),
+                    Ok((head, _, false)) => (key, copier.blobs(&j, &head).await.map(Some)),
                     Err(e) => (key, Err(e)),
                 }
             }
