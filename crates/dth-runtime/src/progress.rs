@@ -102,6 +102,12 @@ impl Hub {
         Ok(self.store.samples(run_id, since).await?)
     }
 
+    /// Bytes and items (objects, images) all runs moved since `since` (viewer), by their samples.
+    pub async fn moved_since(&self, actor: &Actor, since: i64) -> Result<(u64, u64), Error> {
+        actor.require(Role::Viewer)?;
+        Ok(self.store.moved_since(since).await?)
+    }
+
     /// Records a sample of each active run (the scheduler's leader does, every
     /// [`crate::Config::sample_every`]).
     pub(crate) async fn sample_active_runs(&self) {

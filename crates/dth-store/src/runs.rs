@@ -88,6 +88,9 @@ pub trait RunStore: Send + Sync {
     async fn add_sample(&self, run_id: i64, sample: RunSample) -> Result<()>;
     /// A run's samples taken at or after `since`, oldest first.
     async fn samples(&self, run_id: i64, since: Millis) -> Result<Vec<RunSample>>;
+    /// Bytes and items every run moved since `since`, by its samples: for each run sampled since
+    /// then, its newest sample less its last one before `since` (none: 0).
+    async fn moved_since(&self, since: Millis) -> Result<(u64, u64)>;
 }
 
 /// Implements [`RunStore`] for `$store` whose pool is a `sqlx::Pool<$db>`.
@@ -443,6 +446,25 @@ macro_rules! impl_run_store {
                         items_failed: to_u64(f),
                     })
                     .collect())
+            }
+
+            async fn moved_since(&self, since: $crate::Millis) -> $crate::Result<(u64, u64)> {
+                use $crate::rows::to_u64;
+                // Samples only grow within a run, so MAX is the newest; the correlated subqueries
+                // read the (run_id, at) primary key.
+                let (bytes, items): (i64, i64) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(hi.b - COALESCE((SELECT MAX(s.bytes_done) FROM run_samples s \
+                     WHERE s.run_id = hi.run_id AND s.at < $1), 0)), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(hi.i - COALESCE((SELECT MAX(s.items_done) FROM run_samples s \
+                     WHERE s.run_id = hi.run_id AND s.at < $1), 0)), 0) AS BIGINT) \
+                     FROM (SELECT run_id, MAX(bytes_done) AS b, MAX(items_done) AS i FROM run_samples \
+                     WHERE at >= $1 GROUP BY run_id) hi",
+                )
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::rows::db("sum what runs moved"))?;
+                Ok((to_u64(bytes), to_u64(items)))
             }
         }
     };

@@ -1737,6 +1737,13 @@ async fn run_samples(c: &Ctx) {
         vec![sample(2_000, 30)]
     );
     assert!(s.samples(r.id + 1000, 0).await.unwrap().is_empty());
+    // What runs moved since a time: the newest sample less the last one before it.
+    assert_eq!(s.moved_since(0).await.unwrap(), (30, 3));
+    assert_eq!(s.moved_since(1_500).await.unwrap(), (20, 2));
+    assert_eq!(s.moved_since(2_500).await.unwrap(), (0, 0));
+    let (_, r2) = run_with(s, 1, 5).await;
+    s.add_sample(r2.id, sample(1_800, 100)).await.unwrap();
+    assert_eq!(s.moved_since(1_500).await.unwrap(), (120, 12));
 }
 
 async fn settings(c: &Ctx) {

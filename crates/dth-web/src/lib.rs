@@ -120,7 +120,7 @@ pub fn router(hub: Arc<Hub>, web: WebConfig) -> Router {
         web: Arc::new(web),
     };
     Router::new()
-        .route("/", get(portal::sign_in_page))
+        .merge(portal::router())
         .route("/health", get(health))
         .route(auth::oidc::LOGIN_PATH, get(auth::oidc::login))
         .route(auth::oidc::CALLBACK_PATH, get(auth::oidc::callback))

@@ -68,6 +68,24 @@ pub struct TaskDetail {
     pub latest_run: Option<RunDetail>,
 }
 
+impl TaskDetail {
+    /// A task with its newest run and that run's counters, as every front end shows it.
+    pub async fn of(
+        hub: &dth_runtime::Hub,
+        actor: &dth_model::Actor,
+        task: Task,
+    ) -> Result<TaskDetail, dth_runtime::Error> {
+        let latest_run = match hub.runs(actor, &task.id, 1).await?.into_iter().next() {
+            Some(run) => Some(RunDetail::from(hub.run(actor, run.id).await?)),
+            None => None,
+        };
+        Ok(TaskDetail {
+            task: task.into(),
+            latest_run,
+        })
+    }
+}
+
 /// Masks key material anywhere in a spec: the values of `secret_access_key`, `session_token` and
 /// `password` become `[REDACTED]` (null stays null). The hub moves static keys into secrets when a task
 /// is created, so a stored spec should hold none; this is the second line.

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiQuery, limit};
-use crate::views::{EventView, ProgressView, RunDetail, TaskDetail, TaskView};
+use crate::views::{EventView, ProgressView, TaskDetail, TaskView};
 use crate::{ApiError, AppState, ErrorBody};
 
 /// The body of `POST /api/v1/tasks`, for the OpenAPI document (the handler reads a
@@ -117,14 +117,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let task = state.hub.get_task(&actor, &id).await?;
-    let latest_run = match state.hub.runs(&actor, &id, 1).await?.into_iter().next() {
-        Some(run) => Some(RunDetail::from(state.hub.run(&actor, run.id).await?)),
-        None => None,
-    };
-    Ok(Json(TaskDetail {
-        task: task.into(),
-        latest_run,
-    }))
+    Ok(Json(TaskDetail::of(&state.hub, &actor, task).await?))
 }
 
 /// Starts a stopped, done or failed task, or runs an active one again now.

@@ -120,9 +120,11 @@ pub async fn authenticate(
     Ok(next.run(req).await)
 }
 
-/// A sign-in replaces whatever session the browser had; it needs no CSRF token of the old one.
+/// A sign-in (the API's or the portal's form) replaces whatever session the browser had; it needs
+/// no CSRF token of the old one. Both check the request's origin themselves.
 fn is_sign_in(req: &Request) -> bool {
-    req.method() == axum::http::Method::POST && req.uri().path() == "/api/v1/session"
+    req.method() == axum::http::Method::POST
+        && matches!(req.uri().path(), "/api/v1/session" | "/signin")
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.

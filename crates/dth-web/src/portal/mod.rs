@@ -1,25 +1,53 @@
-//! The pages people open in a browser. For now one: the sign-in page at `/` (sign in with a
-//! password or the OpenID Connect provider, set a new password when the current one is temporary,
-//! see who is signed in, sign out). It is a static page over the JSON API's session calls, so it
-//! computes nothing itself; the task pages come with the portal.
+//! The web portal: server-rendered pages over the same [`dth_runtime::Hub`] calls and
+//! [`crate::views`] as the JSON API, so a page never computes a number the API computes
+//! differently. Templates (minijinja, `templates/`), the string catalog (`catalog/`, English and
+//! Simplified Chinese) and the static files (`static/`: stylesheet, page script, vendored htmx 2
+//! and its SSE extension) are compiled into the binary; `dth serve` serves everything.
+//!
+//! - [`render`]: the template environment, the filters, and [`render::Page`], the signed-in
+//!   person a page is for (language, role, CSRF token).
+//! - [`i18n`]: languages and the catalog. [`assets`]: `/static/`.
+//! - One module per area: [`signin`] (sign-in, password change, sign-out), [`overview`] (`/`),
+//!   [`tasks`] (the task list and its actions), [`wizard`] (creating tasks), [`detail`] (one
+//!   task: live progress, charts, runs, items, events, settings), [`secrets`], [`users`],
+//!   [`audit`], [`settings`] and [`profile`].
+//!
+//! Pages use htmx's boost: links and forms load over XHR with the session's CSRF token in the
+//! `X-CSRF-Token` header (set once on `<body>`), so the sign-in middleware checks every form post
+//! like an API call; a forged post without the token is refused before any handler runs. Roles are
+//! checked by the hub: a page only hides the controls a role may not use.
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::Router;
+use axum::routing::get;
 
-/// The sign-in page, compiled in.
-const SIGN_IN: &str = include_str!("signin.html");
+use crate::AppState;
 
-/// `GET /`: the sign-in page.
-pub async fn sign_in_page() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-        ],
-        SIGN_IN,
-    )
+pub mod assets;
+pub mod audit;
+pub mod detail;
+pub mod i18n;
+pub mod overview;
+pub mod profile;
+pub mod render;
+pub mod secrets;
+pub mod settings;
+pub mod signin;
+pub mod tasks;
+pub mod users;
+pub mod wizard;
+
+/// Every portal route.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/static/{*path}", get(assets::file))
+        .merge(signin::routes())
+        .merge(overview::routes())
+        .merge(tasks::routes())
+        .merge(wizard::routes())
+        .merge(detail::routes())
+        .merge(secrets::routes())
+        .merge(users::routes())
+        .merge(audit::routes())
+        .merge(settings::routes())
+        .merge(profile::routes())
 }

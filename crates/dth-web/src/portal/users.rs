@@ -1,0 +1,10 @@
+//! The portal's pages for users (admin): invite, role, disable, reset.
+
+use axum::Router;
+
+use crate::AppState;
+
+/// This area's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}
