@@ -90,14 +90,10 @@ impl Entry {
     }
 }
 
-/// The catalog's files, compiled in: (file name, text).
-pub const CATALOG_FILES: &[(&str, &str)] = &[
-    ("common.toml", include_str!("catalog/common.toml")),
-    ("tasks.toml", include_str!("catalog/tasks.toml")),
-    ("wizard.toml", include_str!("catalog/wizard.toml")),
-    ("detail.toml", include_str!("catalog/detail.toml")),
-    ("admin.toml", include_str!("catalog/admin.toml")),
-];
+/// The catalog's files (`catalog/*.toml`), compiled in (read from the source tree in debug builds).
+#[derive(rust_embed::RustEmbed)]
+#[folder = "src/portal/catalog/"]
+struct CatalogFiles;
 
 /// The catalog: every key with its strings.
 pub type Catalog = BTreeMap<String, Entry>;
@@ -125,7 +121,14 @@ pub fn parse_catalog<'a>(
 
 /// The compiled-in catalog.
 pub static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
-    parse_catalog(CATALOG_FILES.iter().copied()).expect("the compiled-in catalog parses")
+    let files: Vec<(String, String)> = CatalogFiles::iter()
+        .filter_map(|name| {
+            let f = CatalogFiles::get(&name)?;
+            Some((name.to_string(), String::from_utf8_lossy(&f.data).into_owned()))
+        })
+        .collect();
+    parse_catalog(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        .expect("the compiled-in catalog parses")
 });
 
 /// Fills `{name}` placeholders of `text` from `values`; unknown placeholders stay as they are.
