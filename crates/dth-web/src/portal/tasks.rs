@@ -56,7 +56,7 @@ pub struct Summary {
     pub destination: String,
     /// `once`, `every`, or `cron`.
     pub schedule_kind: &'static str,
-    /// The interval in seconds or the cron expression.
+    /// The interval (`1 h 30 min`) or the cron expression.
     pub schedule_value: String,
 }
 
@@ -74,9 +74,10 @@ pub fn summary(spec: &Value) -> Summary {
     };
     let (schedule_kind, schedule_value) = match &spec["schedule"] {
         Value::String(s) if s == "once" => ("once", String::new()),
-        Value::Object(m) if m.contains_key("every-seconds") => {
-            ("every", m["every-seconds"].to_string())
-        }
+        Value::Object(m) if m.contains_key("every-seconds") => (
+            "every",
+            every(m["every-seconds"].as_u64().unwrap_or_default()),
+        ),
         Value::Object(m) if m.contains_key("cron") => {
             ("cron", m["cron"].as_str().unwrap_or_default().to_string())
         }
@@ -88,6 +89,17 @@ pub fn summary(spec: &Value) -> Summary {
         schedule_kind,
         schedule_value,
     }
+}
+
+/// An interval for people: `90` → `1 min 30 s`, `3600` → `1 h`.
+fn every(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    [(h, "h"), (m, "min"), (s, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n} {u}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Whether a task passes the list's filters.

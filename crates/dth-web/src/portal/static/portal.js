@@ -6,10 +6,7 @@
   "use strict";
   function localTimes(root) {
     var lang = document.documentElement.lang || "en";
-    var fmt = new Intl.DateTimeFormat(lang, {
-      year: "numeric", month: "2-digit", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
-    });
+    var fmt = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "medium", hour12: false });
     root.querySelectorAll("time[datetime]").forEach(function (el) {
       if (el.dataset.local) return;
       var d = new Date(el.getAttribute("datetime"));
