@@ -61,6 +61,10 @@ pub struct AuditFilter {
     pub target: Option<String>,
     /// Only events with an id below this (the previous page's last).
     pub before_id: Option<i64>,
+    /// Only events at or after this time.
+    pub since: Option<Millis>,
+    /// Only events before this time.
+    pub until: Option<Millis>,
     /// At most this many.
     pub limit: u32,
 }
@@ -144,7 +148,8 @@ macro_rules! impl_event_store {
                     "SELECT {} FROM events WHERE ($1 IS NULL OR kind LIKE $1 ESCAPE '\\') \
                      AND ($2 IS NULL OR actor LIKE $2 ESCAPE '\\') \
                      AND ($3 IS NULL OR target = $3 OR task_id = $3) \
-                     AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+                     AND ($4 IS NULL OR id < $4) AND ($5 IS NULL OR at >= $5) \
+                     AND ($6 IS NULL OR at < $6) ORDER BY id DESC LIMIT $7",
                     $crate::rows::EVENT_COLS
                 );
                 let esc = $crate::events::like_escape;
@@ -153,6 +158,8 @@ macro_rules! impl_event_store {
                     .bind(filter.actor.as_deref().map(|a| format!("%{}%", esc(a))))
                     .bind(filter.target.as_deref())
                     .bind(filter.before_id)
+                    .bind(filter.since)
+                    .bind(filter.until)
                     .bind(i64::from(filter.limit))
                     .fetch_all(&self.pool)
                     .await

@@ -822,7 +822,8 @@ macro_rules! impl_queue_store {
                 }
                 if retried > 0 && (status == "FAILED" || status == "DONE") {
                     sqlx::query(
-                        "UPDATE runs SET status = 'TRANSFERRING', ended_at = NULL WHERE id = $1",
+                        "UPDATE runs SET status = 'TRANSFERRING', ended_at = NULL, final_counters = NULL \
+                         WHERE id = $1",
                     )
                     .bind(run_id)
                     .execute(&mut *tx)

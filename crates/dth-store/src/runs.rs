@@ -96,6 +96,44 @@ pub trait RunStore: Send + Sync {
 /// Implements [`RunStore`] for `$store` whose pool is a `sqlx::Pool<$db>`.
 macro_rules! impl_run_store {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// Counts a run's items by kind and state (the run's up-to-date counters given).
+            async fn count_items(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                run_id: i64,
+                up_to_date: i64,
+                up_to_date_bytes: i64,
+            ) -> std::result::Result<dth_model::RunCounters, sqlx::Error> {
+                let groups: Vec<$crate::rows::CounterRow> = sqlx::query_as(
+                    "SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n, \
+                     CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes, \
+                     CAST(COALESCE(SUM(CASE WHEN last_error IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) \
+                       AS failed_before, \
+                     CAST(COALESCE(SUM(bytes_done), 0) AS BIGINT) AS bytes_done \
+                     FROM items WHERE run_id = $1 GROUP BY kind, state",
+                )
+                .bind(run_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                // Parts done of giant objects that are not done yet.
+                let (parts_done,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(p.bytes_done), 0) AS BIGINT) FROM items p \
+                     JOIN items o ON o.id = p.parent_id \
+                     WHERE p.run_id = $1 AND p.kind = 'part' AND p.state = 'done' \
+                     AND o.state IN ('queued', 'leased', 'waiting')",
+                )
+                .bind(run_id)
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok($crate::rows::counters(
+                    &groups,
+                    $crate::rows::to_u64(up_to_date),
+                    $crate::rows::to_u64(up_to_date_bytes),
+                    $crate::rows::to_u64(parts_done),
+                ))
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::RunStore for $store {
 
@@ -266,45 +304,23 @@ macro_rules! impl_run_store {
 
             async fn run_counters(&self, run_id: i64) -> $crate::Result<dth_model::RunCounters> {
                 let what = || $crate::rows::db(format!("count items of run {run_id}"));
-                let run: Option<(i64, i64)> = sqlx::query_as(
-                    "SELECT up_to_date, up_to_date_bytes FROM runs WHERE id = $1",
+                let run: Option<(i64, i64, Option<String>)> = sqlx::query_as(
+                    "SELECT up_to_date, up_to_date_bytes, final_counters FROM runs WHERE id = $1",
                 )
                 .bind(run_id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(what())?;
-                let Some((up_to_date, up_to_date_bytes)) = run else {
+                let Some((up_to_date, up_to_date_bytes, kept)) = run else {
                     return Err($crate::Error::NotFound { what: "run", id: run_id.to_string() });
                 };
-                let groups: Vec<$crate::rows::CounterRow> = sqlx::query_as(
-                    "SELECT kind, state, CAST(COUNT(*) AS BIGINT) AS n, \
-                     CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes, \
-                     CAST(COALESCE(SUM(CASE WHEN last_error IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) \
-                       AS failed_before, \
-                     CAST(COALESCE(SUM(bytes_done), 0) AS BIGINT) AS bytes_done \
-                     FROM items WHERE run_id = $1 GROUP BY kind, state",
-                )
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(what())?;
-                // Parts done of giant objects that are not done yet.
-                let (parts_done,): (i64,) = sqlx::query_as(
-                    "SELECT CAST(COALESCE(SUM(p.bytes_done), 0) AS BIGINT) FROM items p \
-                     JOIN items o ON o.id = p.parent_id \
-                     WHERE p.run_id = $1 AND p.kind = 'part' AND p.state = 'done' \
-                     AND o.state IN ('queued', 'leased', 'waiting')",
-                )
-                .bind(run_id)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(what())?;
-                Ok($crate::rows::counters(
-                    &groups,
-                    $crate::rows::to_u64(up_to_date),
-                    $crate::rows::to_u64(up_to_date_bytes),
-                    $crate::rows::to_u64(parts_done),
-                ))
+                if let Some(c) = kept.and_then(|k| serde_json::from_str(&k).ok()) {
+                    return Ok(c);
+                }
+                let mut conn = self.pool.acquire().await.map_err(what())?;
+                Self::count_items(&mut conn, run_id, up_to_date, up_to_date_bytes)
+                    .await
+                    .map_err(what())
             }
 
             async fn finish_run_if_drained(
@@ -350,13 +366,27 @@ macro_rules! impl_run_store {
                 } else {
                     dth_model::RunStatus::Done
                 };
-                sqlx::query("UPDATE runs SET status = $2, ended_at = $3 WHERE id = $1")
-                    .bind(run_id)
-                    .bind(end.name())
-                    .bind($crate::now_ms())
-                    .execute(&mut *tx)
+                // Nothing changes the items of an ended run but a retry, which clears these.
+                let (up_to_date, up_to_date_bytes): (i64, i64) = sqlx::query_as(
+                    "SELECT up_to_date, up_to_date_bytes FROM runs WHERE id = $1",
+                )
+                .bind(run_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(what())?;
+                let counters = Self::count_items(&mut tx, run_id, up_to_date, up_to_date_bytes)
                     .await
                     .map_err(what())?;
+                sqlx::query(
+                    "UPDATE runs SET status = $2, ended_at = $3, final_counters = $4 WHERE id = $1",
+                )
+                .bind(run_id)
+                .bind(end.name())
+                .bind($crate::now_ms())
+                .bind(serde_json::to_string(&counters).ok())
+                .execute(&mut *tx)
+                .await
+                .map_err(what())?;
                 tx.commit().await.map_err(what())?;
                 Ok(Some(end))
             }

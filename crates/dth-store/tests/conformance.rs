@@ -1199,8 +1199,14 @@ async fn retry_dead_items(c: &Ctx) {
         s.finish_run_if_drained(r.id).await.unwrap(),
         Some(RunStatus::Failed)
     );
+    // The counters an ended run keeps, then the ones of the retry.
+    let ended = s.run_counters(r.id).await.unwrap();
+    assert_eq!((ended.dead, ended.pending), (3, 0));
+    assert_eq!(s.run_counters(r.id).await.unwrap(), ended);
 
     assert_eq!(s.retry_dead(r.id, Some(&[a[0].id])).await.unwrap(), 1);
+    let retried = s.run_counters(r.id).await.unwrap();
+    assert_eq!((retried.dead, retried.pending), (2, 1));
     let run = s.get_run(r.id).await.unwrap().unwrap();
     assert_eq!((run.status, run.ended_at), (RunStatus::Transferring, None));
     let item = s.get_item(a[0].id).await.unwrap().unwrap();
@@ -1217,6 +1223,8 @@ async fn retry_dead_items(c: &Ctx) {
         s.finish_run_if_drained(r.id).await.unwrap(),
         Some(RunStatus::Done)
     );
+    let done = s.run_counters(r.id).await.unwrap();
+    assert_eq!((done.copied, done.dead, done.pending), (3, 0, 0));
     assert!(matches!(
         s.retry_dead(r.id + 99, None).await,
         Err(Error::NotFound { .. })
@@ -1609,6 +1617,7 @@ async fn events(c: &Ctx) {
             target: target.map(str::to_string),
             before_id: before,
             limit: 10,
+            ..dth_store::AuditFilter::default()
         };
         async move { s.audit(&f).await.unwrap() }
     };
@@ -1633,6 +1642,25 @@ async fn events(c: &Ctx) {
     assert_eq!(hub[0].client.as_deref(), Some("127.0.0.1"));
     let older = audit(None, None, None, Some(hub[0].id)).await;
     assert_eq!(kinds(older), ["item.dead", "run.started", "task.created"]);
+    // A time window: at or after `since`, before `until`.
+    let within = |since, until| {
+        let f = dth_store::AuditFilter {
+            target: Some(t.id.clone()),
+            since,
+            until,
+            limit: 10,
+            ..dth_store::AuditFilter::default()
+        };
+        async move { s.audit(&f).await.unwrap() }
+    };
+    let all = within(None, None).await;
+    let (newest, oldest) = (all[0].at, all[all.len() - 1].at);
+    assert_eq!(
+        within(Some(oldest), Some(newest + 1)).await.len(),
+        all.len()
+    );
+    assert!(within(Some(newest + 1), None).await.is_empty());
+    assert!(within(None, Some(oldest)).await.is_empty());
 }
 
 // ---------------------------------------------------------------- leadership, reopening
