@@ -48,7 +48,7 @@ if [ "$BENCH_BUILD" = 1 ]; then
   (cd "$ROOT" && cargo build --release -q -p dth --bin dth && cargo build --release -q -p dth-store --example portal_seed)
 fi
 DTH=${DTH:-$TARGET_DIR/release/dth}
-SEED=$TARGET_DIR/release/examples/portal_seed
+SEED=${SEED:-$TARGET_DIR/release/examples/portal_seed}
 [ -x "$DTH" ] || die "no $DTH (BENCH_BUILD=1 builds it)"
 [ -x "$SEED" ] || die "no $SEED (BENCH_BUILD=1 builds it)"
 
