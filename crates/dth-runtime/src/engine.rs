@@ -174,6 +174,12 @@ impl Engines {
             .map(|(_, e)| Arc::clone(e))
     }
 
+    /// Forgets a task's cached engine without cancelling its work in flight: the task's next
+    /// item connects again, its spec and secrets read anew (a retry after a secret was fixed).
+    pub fn forget(&self, task_id: &str) {
+        self.lock().remove(task_id);
+    }
+
     /// Cancels a task's work in this process (every engine made for it) and forgets its engine.
     pub fn cancel(&self, task_id: &str) {
         self.lock().remove(task_id);

@@ -380,6 +380,8 @@ impl Hub {
             .await?
             .ok_or_else(|| Error::NotFound(format!("run {run_id}")))?;
         let n = self.store.retry_dead(run_id, ids).await?;
+        // The retried items connect anew, so a secret fixed since their failure is used.
+        self.engines.forget(&run.task_id);
         self.event_by(
             actor,
             &run.task_id,

@@ -282,6 +282,13 @@ impl Page {
         render_html(template, context! { ..ctx, ..self.layout(section) })
     }
 
+    /// Renders a fragment (an SSE event's data) to a string, with the layout's values (language,
+    /// role) like [`Page::render`].
+    pub fn render_fragment(&self, template: &str, ctx: Value) -> Result<String, minijinja::Error> {
+        ENV.get_template(template)?
+            .render(context! { ..ctx, ..self.layout("") })
+    }
+
     /// The error page for a failed hub call: the status, and the hub's message (which names
     /// what is wrong and never holds a secret).
     pub fn fail(&self, e: impl Into<ApiError>) -> Response {
