@@ -11,6 +11,7 @@ mod image_faults;
 mod image_hub;
 mod image_local;
 mod image_sync;
+mod portal_browser;
 mod s3_faults;
 mod s3_sync;
 mod schemathesis;
