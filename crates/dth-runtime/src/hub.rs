@@ -78,6 +78,36 @@ pub(crate) fn secret_names(spec: &TaskSpec) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// What a stored secret holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// An S3 access key (object tasks).
+    AccessKey,
+    /// A registry login (image tasks).
+    RegistryLogin,
+}
+
+impl SecretKind {
+    /// `access_key` or `registry_login`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretKind::AccessKey => "access_key",
+            SecretKind::RegistryLogin => "registry_login",
+        }
+    }
+}
+
+/// A stored secret as [`Hub::list_secrets`] tells of it: never its value.
+#[derive(Debug, Clone)]
+pub struct SecretEntry {
+    /// Name and times.
+    pub info: SecretInfo,
+    /// What it holds; `None` when the stored value is of neither shape.
+    pub kind: Option<SecretKind>,
+    /// The tasks whose spec names it on either side, as (id, name).
+    pub tasks: Vec<(String, String)>,
+}
+
 /// Whether a secret name is one [`Hub::create_task`] made (`task-XXXXXXXX-source|destination`).
 pub(crate) fn is_generated_secret(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("task-") else {
@@ -324,10 +354,39 @@ impl Hub {
         Ok(())
     }
 
-    /// Names and times of the stored secrets (never their values).
-    pub async fn list_secrets(&self, actor: &Actor) -> Result<Vec<SecretInfo>, Error> {
-        actor.require(Role::Operator)?;
-        Ok(self.store.list_secrets().await?)
+    /// The stored secrets (viewer): names, times, what each holds and the tasks that use it —
+    /// never a value. A secret is opened only to tell its kind.
+    pub async fn list_secrets(&self, actor: &Actor) -> Result<Vec<SecretEntry>, Error> {
+        actor.require(Role::Viewer)?;
+        let specs: Vec<(Task, TaskSpec)> = self
+            .store
+            .list_tasks()
+            .await?
+            .into_iter()
+            .filter_map(|t| {
+                let spec = serde_json::from_value::<TaskSpec>(t.spec.clone()).ok()?;
+                Some((t, spec))
+            })
+            .collect();
+        let mut entries = Vec::new();
+        for info in self.store.list_secrets().await? {
+            let kind = self
+                .store
+                .secret(&info.name)
+                .await?
+                .and_then(|v| SecretValue::from_bytes(&v.0))
+                .map(|v| match v {
+                    SecretValue::AccessKey(_) => SecretKind::AccessKey,
+                    SecretValue::RegistryLogin(_) => SecretKind::RegistryLogin,
+                });
+            let tasks = specs
+                .iter()
+                .filter(|(_, spec)| secret_names(spec).iter().any(|(_, n)| *n == info.name))
+                .map(|(t, _)| (t.id.clone(), t.name.clone()))
+                .collect();
+            entries.push(SecretEntry { info, kind, tasks });
+        }
+        Ok(entries)
     }
 
     /// Deletes a secret no task refers to; a secret in use is refused (Conflict, naming the

@@ -44,7 +44,7 @@ mod settings;
 mod worker;
 
 pub use alarm::SmtpConfig;
-pub use hub::{Config, Hub};
+pub use hub::{Config, Hub, SecretEntry, SecretKind};
 pub use progress::Progress;
 
 /// What a runtime call can fail with; the API maps the kinds to HTTP statuses.

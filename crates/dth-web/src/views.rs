@@ -3,7 +3,8 @@
 //! differently. No view holds key material: specs are masked ([`redact`]), secrets are names.
 
 use dth_model::{ItemKind, ItemState, Role, RunCounters, RunStatus, Trigger};
-use dth_store::{Event, Item, Millis, Run, SecretInfo, Task, TokenInfo, User};
+use dth_runtime::SecretEntry;
+use dth_store::{Event, Item, Millis, Run, Task, TokenInfo, User};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -378,23 +379,45 @@ impl From<Event> for EventView {
     }
 }
 
-/// A stored secret: its name and times, never its value.
+/// A stored secret: its name, kind, times and the tasks that use it, never its value.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SecretView {
     /// Name.
     pub name: String,
+    /// `access_key` or `registry_login`; null when the stored value is of neither shape.
+    #[serde(default)]
+    #[schema(example = "access_key")]
+    pub kind: Option<String>,
     /// Creation (Unix ms).
     pub created_at: Millis,
     /// Last change (Unix ms).
     pub updated_at: Millis,
+    /// The tasks whose spec names it (as a source's or a destination's credentials).
+    #[serde(default)]
+    pub used_by: Vec<TaskRef>,
 }
 
-impl From<SecretInfo> for SecretView {
-    fn from(s: SecretInfo) -> Self {
+/// A task named by another view.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskRef {
+    /// Id (UUID).
+    pub id: String,
+    /// Name for people.
+    pub name: String,
+}
+
+impl From<SecretEntry> for SecretView {
+    fn from(s: SecretEntry) -> Self {
         SecretView {
-            name: s.name,
-            created_at: s.created_at,
-            updated_at: s.updated_at,
+            name: s.info.name,
+            kind: s.kind.map(|k| k.name().to_string()),
+            created_at: s.info.created_at,
+            updated_at: s.info.updated_at,
+            used_by: s
+                .tasks
+                .into_iter()
+                .map(|(id, name)| TaskRef { id, name })
+                .collect(),
         }
     }
 }

@@ -356,7 +356,7 @@ fn rule(method: &str, path: &str) -> Need {
     match (method, path) {
         ("get", "/openapi.json" | "/auth/providers") | ("post", "/session") => Anyone,
         ("get" | "delete", "/session") => Session,
-        ("get", "/me") | ("put", "/me/password") => Role(dth_model::Role::Viewer),
+        ("get", "/me") | ("put", "/me/password" | "/me/language") => Role(dth_model::Role::Viewer),
         (_, p) if p.starts_with("/users") || p == "/audit" => Role(dth_model::Role::Admin),
         (_, p) if p.starts_with("/tokens") => Role(dth_model::Role::Viewer),
         ("get", p) if p.starts_with("/tasks") || p.starts_with("/runs") => {
@@ -369,6 +369,7 @@ fn rule(method: &str, path: &str) -> Need {
         }
         ("get", "/settings/prices") => Role(dth_model::Role::Viewer),
         (_, p) if p.starts_with("/settings") => Role(dth_model::Role::Admin),
+        ("get", "/secrets") => Role(dth_model::Role::Viewer),
         (_, p) if p.starts_with("/secrets") => Role(dth_model::Role::Operator),
         _ => panic!("route {method} {path} has no rule in this test's table: add one"),
     }

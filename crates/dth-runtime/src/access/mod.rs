@@ -593,6 +593,45 @@ impl Hub {
             .await
     }
 
+    /// Sets or clears (`None`) the language the actor's own account prefers (any signed-in user,
+    /// a BCP 47 tag such as `zh-CN`; the front end decides which tags it speaks). Audited.
+    pub async fn set_language(&self, actor: &Actor, language: Option<&str>) -> Result<User, Error> {
+        actor.require(Role::Viewer)?;
+        let Some(user_id) = &actor.user_id else {
+            return Err(Error::Forbidden(
+                "languages belong to users; sign in as a user to choose one".into(),
+            ));
+        };
+        if let Some(tag) = language {
+            let ok = (1..=35).contains(&tag.len())
+                && tag.split('-').all(|part| {
+                    (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
+                });
+            if !ok {
+                return Err(Error::BadRequest(format!(
+                    "language: {tag:?} is not a language tag such as en or zh-CN"
+                )));
+            }
+        }
+        let change = UserChange {
+            language: Some(language.map(str::to_string)),
+            ..UserChange::default()
+        };
+        let user = self.store.update_user(user_id, &change).await?;
+        self.audit(
+            actor,
+            "user.language",
+            None,
+            Some(&user.email),
+            &match language {
+                Some(tag) => format!("language {tag}"),
+                None => "language follows the browser".into(),
+            },
+        )
+        .await;
+        Ok(user)
+    }
+
     /// Whether the actor may manage users (admin): asked before a request body about users is
     /// read, so a caller without the role learns nothing from its validation.
     pub fn may_manage_users(&self, actor: &Actor) -> Result<(), Error> {

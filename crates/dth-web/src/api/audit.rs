@@ -12,7 +12,7 @@ use crate::error::{ApiQuery, limit};
 use crate::views::EventView;
 use crate::{ApiError, AppState, ErrorBody};
 
-/// `?kind=&actor=&target=&before=&limit=` of `GET /api/v1/audit`.
+/// `?kind=&actor=&target=&since=&until=&before=&limit=` of `GET /api/v1/audit`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
@@ -22,6 +22,10 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// This target (a user's email, `token <id> (<name>)`, a secret's name) or task id.
     pub target: Option<String>,
+    /// Only events at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Only events before this time (Unix ms).
+    pub until: Option<i64>,
     /// Only events older than this id (the previous page's `next_before`).
     pub before: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
@@ -56,6 +60,8 @@ pub async fn list(
         actor: blank(q.actor),
         target: blank(q.target),
         before_id: q.before,
+        since: q.since,
+        until: q.until,
         limit,
     };
     let events = state.hub.audit_log(&actor, &filter).await?;

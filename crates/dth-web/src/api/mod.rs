@@ -39,6 +39,7 @@ routes! {
     delete "/session" => session::sign_out,
     get "/me" => session::me,
     put "/me/password" => session::change_password,
+    put "/me/language" => session::set_language,
     get "/users" => users::list,
     post "/users" => users::create,
     get "/users/{id}" => users::get,

@@ -32,7 +32,7 @@ pub async fn put(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Names and times of the stored secrets.
+/// The stored secrets: names, kinds, times and the tasks that use each (viewer).
 #[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets",
     responses((status = 200, description = "The secrets (no values)", body = Vec<SecretView>)),
     security(("bearer" = [])))]

@@ -1,6 +1,7 @@
 //! Sign-in for people: the ways to sign in (`GET /api/v1/auth/providers`), a session cookie from an
 //! email and password (`POST /api/v1/session`), the current session (`GET`), sign-out (`DELETE`), the caller's own account (`GET /api/v1/me`) and
-//! password change (`PUT /api/v1/me/password`).
+//! password change (`PUT /api/v1/me/password`) and the language the portal speaks to them
+//! (`PUT /api/v1/me/language`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -45,6 +46,16 @@ pub struct PasswordChange {
     pub current_password: String,
     /// The new password; it must meet the hub's policy.
     pub new_password: String,
+}
+
+/// The body of `PUT /api/v1/me/language`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageChange {
+    /// A language the portal speaks (`en`, `zh-CN`); null or absent: follow the browser.
+    #[schema(example = "zh-CN", pattern = "^(en|zh-CN)$")]
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// The ways to sign in to this hub, for a sign-in page.
@@ -203,4 +214,35 @@ pub async fn change_password(
         .change_password(&actor, &body.current_password, &body.new_password)
         .await?;
     Ok(signed_in(&state, s))
+}
+
+/// Sets the language the portal speaks to the caller (or `null`: the browser's). Stored with the
+/// account, so it follows the user to every browser.
+#[utoipa::path(put, path = "/api/v1/me/language", tag = "session",
+    request_body = LanguageChange,
+    responses(
+        (status = 200, description = "Stored", body = UserView),
+        (status = 400, description = "A language the portal does not speak", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The caller is not a user (the DTH_API_TOKEN)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])))]
+pub async fn set_language(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(body): ApiJson<LanguageChange>,
+) -> Result<Json<UserView>, ApiError> {
+    let tag = match body.language.as_deref() {
+        None => None,
+        Some(tag) => Some(
+            crate::portal::i18n::Lang::from_tag(tag)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "language: {tag:?} is not one the portal speaks (en, zh-CN)"
+                    ))
+                })?
+                .tag(),
+        ),
+    };
+    Ok(Json(state.hub.set_language(&actor, tag).await?.into()))
 }
