@@ -102,17 +102,14 @@ async fn main() {
     .await
     .expect("set item states");
     pool.close().await;
+    // Each run ends as a worker's last ack ends it (DONE, or FAILED with dead items), which keeps
+    // its counters.
     for task in store.list_tasks().await.expect("list tasks") {
         for run in store.list_runs(&task.id, 1).await.expect("list runs") {
-            let status = if store.run_counters(run.id).await.expect("counters").dead > 0 {
-                RunStatus::Failed
-            } else {
-                RunStatus::Done
-            };
             store
-                .set_run_status(run.id, status, None)
+                .finish_run_if_drained(run.id)
                 .await
-                .expect("run status");
+                .expect("end the run");
         }
         store
             .set_task_status(&task.id, TaskStatus::Done, None)
