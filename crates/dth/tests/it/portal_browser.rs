@@ -245,6 +245,17 @@ async fn stop_clone_and_delete_from_the_task_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_no_controls_and_forged_posts_are_refused() {
+    let Some(tools) = browser_tools() else { return };
+    let peer = S3Peer::start(PeerKind::S3sFs).await;
+    peer.create_bucket("src").await;
+    peer.create_bucket("dst").await;
+    let hub = Hub::start().await;
+    let envs = s3_env("DTH_S3", &peer, &peer.endpoint_url());
+    run_scenario(&tools, &hub, "viewer", &borrowed(&envs)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_sign_in_through_the_providers_forms() {
     let Some(tools) = browser_tools() else { return };
     let port = free_port();
@@ -285,4 +296,11 @@ async fn oidc_sign_in_through_the_providers_forms() {
         ("DTH_OIDC_LOGIN", "alice".to_string()),
     ];
     run_scenario(&tools, &hub, "oidc_signin", &envs).await;
+}
+
+#[tokio::test]
+async fn language_switched_to_chinese_and_back() {
+    let Some(tools) = browser_tools() else { return };
+    let hub = Hub::start().await;
+    run_scenario(&tools, &hub, "language", &[]).await;
 }
