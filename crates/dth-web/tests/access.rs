@@ -210,9 +210,18 @@ fn session_of(headers: &header::HeaderMap, body: &Value) -> Cred {
 #[tokio::test]
 async fn first_admin_must_set_a_new_password_that_meets_the_policy() {
     let site = Site::start(AccessConfig::default()).await;
-    let page = site
+    // The portal sends a stranger to its sign-in page.
+    let home = site
         .http
         .get(format!("{}/", site.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), StatusCode::SEE_OTHER);
+    assert_eq!(home.headers()[header::LOCATION], "/signin?next=%2F");
+    let page = site
+        .http
+        .get(format!("{}/signin", site.base))
         .send()
         .await
         .unwrap();
@@ -226,8 +235,8 @@ async fn first_admin_must_set_a_new_password_that_meets_the_policy() {
     let html = page.text().await.unwrap();
     for part in [
         "<label for=\"email\">Email</label>",
-        "/api/v1/session",
-        "Set a new one",
+        "action=\"/signin\"",
+        "autocomplete=\"current-password\"",
     ] {
         assert!(html.contains(part), "{part} in the sign-in page");
     }

@@ -221,8 +221,10 @@ mod tests {
         assert_eq!(s.destination, "minio s3://b/");
         assert_eq!(
             (s.schedule_kind, s.schedule_value.as_str()),
-            ("every", "60")
+            ("every", "1 min")
         );
+        assert_eq!(every(5400), "1 h 30 min");
+        assert_eq!(every(45), "45 s");
         let s = summary(&json!({
             "kind": "image",
             "source": {"location": "docker://r1/app"},
