@@ -48,8 +48,10 @@ fn environment() -> Environment<'static> {
 }
 
 /// `t("key", name=value…)`: the catalog's string for the page's language (`lang` in the context),
-/// its `{name}` holes filled. An unknown key fails the render, so a test page finds it.
-fn translate(state: &State, key: &str, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+/// its `{name}` holes filled, as safe HTML: the catalog's text and plain values are escaped, values
+/// that are already safe (a `when` time) are kept. An unknown key fails the render, so a test page
+/// finds it.
+fn translate(state: &State, key: &str, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
     let lang = state
         .lookup("lang")
         .and_then(|v| v.as_str().and_then(Lang::from_tag))
@@ -60,12 +62,21 @@ fn translate(state: &State, key: &str, kwargs: Kwargs) -> Result<String, minijin
             format!("no catalog entry {key:?}"),
         )
     })?;
+    let escape = |s: &str| minijinja::HtmlEscape(s).to_string();
     let mut values = Vec::new();
     for name in kwargs.args() {
         let v: Value = kwargs.get(name)?;
-        values.push((name, v.to_string()));
+        let text = if v.is_safe() {
+            v.to_string()
+        } else {
+            escape(&v.to_string())
+        };
+        values.push((name, text));
     }
-    Ok(fill(entry.get(lang), &values))
+    Ok(Value::from_safe_string(fill(
+        &escape(entry.get(lang)),
+        &values,
+    )))
 }
 
 /// `1536` → `1.5 KiB`.
@@ -366,6 +377,22 @@ mod tests {
         assert_eq!(format_number(999), "999");
         assert_eq!(format_duration(3_723_000), "1 h 2 min");
         assert_eq!(format_duration(1_500), "1.5 s");
+    }
+
+    #[test]
+    fn translations_escape_plain_values_and_keep_safe_ones() {
+        let html = ENV
+            .render_str(
+                r#"{{ t("tasks.start_named", name=n) }}|{{ t("tasks.start_named", name=1000|when) }}"#,
+                context! { lang => "en", n => "<b>x</b>" },
+            )
+            .unwrap();
+        let (plain, safe) = html.split_once('|').unwrap();
+        assert_eq!(plain, "Start &lt;b&gt;x&lt;&#x2f;b&gt;");
+        assert!(
+            safe.starts_with("Start <time datetime=\"1970-01-01T00:00:01.000Z\">"),
+            "{safe}"
+        );
     }
 
     #[test]
