@@ -25,13 +25,13 @@ const BUCKETS: usize = 60;
 const MAX_RUNS: u32 = 200;
 
 /// The drawing area in SVG units: the whole, and the plot inside the axes.
-pub const WIDTH: f64 = 640.0;
+pub const WIDTH: f64 = 560.0;
 /// Height of the whole drawing.
-pub const HEIGHT: f64 = 200.0;
-const LEFT: f64 = 72.0;
+pub const HEIGHT: f64 = 220.0;
+const LEFT: f64 = 78.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
-const BOTTOM: f64 = 28.0;
+const BOTTOM: f64 = 30.0;
 
 /// A range's query value, clamped to a known one (`1h` by default).
 pub fn range_of(q: &str) -> (&'static str, i64) {

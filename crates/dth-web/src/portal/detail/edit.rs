@@ -46,6 +46,9 @@ pub struct Settings {
     transfers: String,
     /// MiB per second; empty for no limit.
     bwlimit: String,
+    /// `bwlimit` as the form showed it: unchanged, the stored limit (in bytes, which MiB with
+    /// two decimals may round) is kept as it is.
+    bwlimit_shown: String,
     storage_class: String,
     metadata: Option<String>,
     tags: Option<String>,
@@ -131,6 +134,7 @@ impl Settings {
                 .as_f64()
                 .map(|b| format_mib(b / MIB))
                 .unwrap_or_default();
+            s.bwlimit_shown = s.bwlimit.clone();
             s.storage_class = text(&o["storage_class"]);
             s.metadata = flag(&o["metadata"]);
             s.tags = flag(&o["tags"]);
@@ -214,9 +218,7 @@ impl Settings {
                 },
             };
             let storage_class = self.storage_class.trim();
-            patch.insert(
-                "options".into(),
-                json!({
+            let mut options = json!({
                     "compare": self.compare,
                     "include": list(&self.include),
                     "exclude": list(&self.exclude),
@@ -226,8 +228,13 @@ impl Settings {
                     "storage_class": if storage_class.is_empty() { Value::Null } else { json!(storage_class) },
                     "metadata": self.metadata.is_some(),
                     "tags": self.tags.is_some(),
-                }),
-            );
+            });
+            let unchanged =
+                !self.bwlimit_shown.is_empty() && self.bwlimit.trim() == self.bwlimit_shown;
+            if let Some(o) = options.as_object_mut().filter(|_| unchanged) {
+                o.remove("bwlimit");
+            }
+            patch.insert("options".into(), options);
         }
         if errors.is_empty() {
             Ok(Value::Object(patch))
@@ -422,7 +429,11 @@ mod tests {
         assert_eq!(patch["schedule"], json!({"every-seconds": 600}));
         assert_eq!(patch["alarms"].as_array().unwrap().len(), 2);
         assert_eq!(patch["max_attempts"], 4);
-        assert_eq!(patch["options"]["bwlimit"], 3145728);
+        // The limit as shown is kept as stored; a changed one is sent in bytes.
+        assert!(patch["options"].get("bwlimit").is_none());
+        let mut changed = s.clone();
+        changed.bwlimit = "1.5".into();
+        assert_eq!(changed.patch("s3").unwrap()["options"]["bwlimit"], 1572864);
         assert_eq!(patch["options"]["include"], json!(["*.jpg", "*.png"]));
         assert_eq!(patch["options"]["exclude"], Value::Null);
         assert_eq!(patch["options"]["delete"], true);
