@@ -430,6 +430,63 @@ async fn the_objects_wizard_checks_plans_and_creates_like_a_browser_uses_it() {
     );
     assert!(a.body.contains("Create task"));
 
+    // A review without a description, with the default chain and anonymous access, renders too.
+    let mut plain = with_secrets.to_vec();
+    plain.extend([
+        ("description", ""),
+        ("src_cred", "default"),
+        ("dst_cred", "anonymous"),
+    ]);
+    let a = site
+        .post(
+            &admin,
+            "/tasks/new/objects",
+            &objects_form(&peer, "review", "schedule", &plain),
+        )
+        .await;
+    assert_eq!(current_step(&a.body), "review", "{}", a.body);
+    assert!(a.body.contains("The hub&#x27;s default AWS chain") && a.body.contains("Anonymous"));
+
+    // The images wizard's review of a registry-to-ECR task.
+    let mut images = pairs(&[
+        ("at", "schedule"),
+        ("step", "review"),
+        ("name", "mirror"),
+        ("src_kind", "registry"),
+        ("src_address", "quay.io/team/app"),
+        ("src_tls", "1"),
+        ("src_cred", "anonymous"),
+        ("dst_kind", "ecr"),
+        ("dst_account", "123456789012"),
+        ("dst_region", "cn-north-1"),
+        ("dst_cred", "anonymous"),
+        ("images_mode", "all"),
+        ("platform", "linux/amd64"),
+        ("platform", "linux/arm64"),
+        ("concurrency", "4"),
+        ("max_attempts", "3"),
+        ("sched", "once"),
+    ]);
+    let a = site.post(&admin, "/tasks/new/images", &images).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(current_step(&a.body), "review", "{}", a.body);
+    assert!(
+        a.body.contains("ecr:&#x2f;&#x2f;123456789012.cn-north-1"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("linux&#x2f;amd64, linux&#x2f;arm64"),
+        "{}",
+        a.body
+    );
+    // A list of images from a source that names a repository: the engine's message at the list.
+    images.extend(pairs(&[("images_mode", "list"), ("images", "team/db:1")]));
+    let a = site.post(&admin, "/tasks/new/images", &images).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(current_step(&a.body), "images");
+    assert!(tag_of(&a.body, "images").contains("aria-invalid=\"true\""));
+
     // The review's dry run: the hub's plan, the numbers as POST /api/v1/plan gives them.
     let (spec, _) = expected_spec(&peer, &secret, &dst_secret);
     let want = site

@@ -198,21 +198,22 @@ pub(super) fn build(f: &Fields, lang: Lang) -> (Value, Errors) {
     spec.insert("kind".into(), json!("image"));
     spec.insert("source".into(), side(f, "src", lang, &mut errors));
     spec.insert("destination".into(), side(f, "dst", lang, &mut errors));
-    if f.get("images_mode") == "list" {
+    // No list: what the source location names.
+    let images = if f.get("images_mode") == "list" {
         let images = f.lines("images");
         if images.is_empty() {
             errors.insert("images".into(), tr(lang, "wizard.err.images", &[]));
         }
-        spec.insert("images".into(), json!(images));
-    }
+        images
+    } else {
+        Vec::new()
+    };
+    spec.insert("images".into(), json!(images));
     spec.insert("tag_filter".into(), json!(f.lines("tag_filter")));
     spec.insert("exclude_tags".into(), json!(f.lines("exclude_tags")));
-    if !f.trimmed("keep_latest").is_empty() {
-        spec.insert(
-            "keep_latest".into(),
-            json!(count(f, "keep_latest", lang, &mut errors)),
-        );
-    }
+    let keep_latest =
+        (!f.trimmed("keep_latest").is_empty()).then(|| count(f, "keep_latest", lang, &mut errors));
+    spec.insert("keep_latest".into(), json!(keep_latest));
     let mut platforms = f.lines("platform");
     for p in f.get("platforms_other").split([',', ' ', '\n']) {
         let p = p.trim();

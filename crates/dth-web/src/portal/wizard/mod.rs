@@ -842,9 +842,10 @@ pub(super) fn common_json(
     }
     m.insert("name".into(), json!(name));
     let description = f.trimmed("description");
-    if !description.is_empty() {
-        m.insert("description".into(), json!(description));
-    }
+    m.insert(
+        "description".into(),
+        json!((!description.is_empty()).then_some(description)),
+    );
     match schedule_json(f, lang) {
         Ok(s) => {
             m.insert("schedule".into(), s);

@@ -408,7 +408,14 @@ pub(super) async fn endpoint(page: Page, Query(q): Query<BTreeMap<String, String
     }
     let preset = presets::preset(f.get(&format!("{p}_provider")));
     let region = f.get(&format!("{p}_region")).to_string();
-    if !preset.regions.is_empty() && !preset.regions.contains(&region.as_str()) {
+    // A new provider starts at its default region (htmx names the element that asked).
+    let provider_changed = page
+        .headers
+        .get("hx-trigger")
+        .is_some_and(|t| t.as_bytes().ends_with(b"_provider"));
+    if provider_changed && preset.regions.is_empty() {
+        f.set(&format!("{p}_region"), "");
+    } else if !preset.regions.is_empty() && !preset.regions.contains(&region.as_str()) {
         f.set(&format!("{p}_region"), preset.default_region());
     }
     page.render(
