@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Portal benchmark: how long the hub takes to answer the portal's heaviest pages at size, on the
-# embedded SQLite store (a file on disk): the task list with 1,000 tasks (first, middle and a
+# embedded SQLite store (a file on disk): the overview (every task's latest run) and the task list
+# with 1,000 tasks (first, middle and a
 # searched page; each row shows its latest run's counters) and the task page showing the items of
 # a run of 1,000,000 items (first page, a later page by cursor, only the dead items, a key prefix;
 # with the run's counters, history, charts and events around them). Each URL is asked
@@ -114,6 +115,7 @@ time_url() {
 log "timing $BENCH_PORTAL_REPEAT answers per URL"
 MIDDLE_PAGE=$(( (BENCH_PORTAL_TASKS / 25 + 1) / 2 ))
 {
+  time_url overview "$BASE/"
   time_url tasks_page "$BASE/tasks"
   time_url tasks_middle_page "$BASE/tasks?page=$MIDDLE_PAGE"
   time_url tasks_search "$BASE/tasks?q=task%200999"
