@@ -339,6 +339,8 @@ async fn overview_and_task_list() {
     assert!(overview.contains("31 tasks"), "{overview}");
     assert!(overview.contains("Moved in the last 24 hours"));
     assert!(overview.contains("New object task"), "an admin may create");
+    let active = p.get(&s.cookie, "/overview/active").await;
+    assert!(active.contains("Nothing is running now."), "{active}");
 
     // Pages of 25, newest first; the names are escaped.
     let first = p.get(&s.cookie, "/tasks").await;

@@ -20,12 +20,15 @@ pub fn routes() -> Router<AppState> {
         .route("/overview/active", get(active))
 }
 
-/// Every task with its latest run, and the ones in progress.
-async fn details(page: &Page) -> Result<Vec<TaskDetail>, Response> {
+/// Every task that passes `keep`, with its latest run.
+async fn details(
+    page: &Page,
+    keep: impl Fn(&dth_store::Task) -> bool,
+) -> Result<Vec<TaskDetail>, Response> {
     let hub = &page.state.hub;
     let tasks = hub.tasks(&page.actor).await.map_err(|e| page.fail(e))?;
     let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
+    for task in tasks.into_iter().filter(|t| keep(t)) {
         out.push(
             TaskDetail::of(hub, &page.actor, task)
                 .await
@@ -50,7 +53,7 @@ fn active_rows(details: &[TaskDetail]) -> Vec<minijinja::Value> {
 
 /// `GET /`.
 async fn overview(page: Page) -> Response {
-    let details = match details(&page).await {
+    let details = match details(&page, |_| true).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -88,9 +91,15 @@ async fn overview(page: Page) -> Response {
     )
 }
 
-/// `GET /overview/active`: the runs in progress, for the overview to poll.
+/// `GET /overview/active`: the runs in progress, for the overview to poll (only tasks that are
+/// running have one, so only theirs are read).
 async fn active(page: Page) -> Response {
-    match details(&page).await {
+    use dth_model::TaskStatus::{InProgress, Starting, Stopping};
+    match details(&page, |t| {
+        matches!(t.status, Starting | InProgress | Stopping)
+    })
+    .await
+    {
         Ok(d) => page.render(
             "overview_active.html",
             "overview",
