@@ -145,8 +145,9 @@ fn draw(runs: &[Vec<RunSample>], since: i64, now: i64, range: &'static str) -> C
     let bytes_label = |v: f64| format!("{}/s", format_bytes(v));
     Charts {
         range,
-        bytes: chart(&bytes, None, span_min, has_data, &bytes_label),
-        items: chart(&items, Some(&failed), span_min, has_data, &items_label),
+        // At least 1,000 B/s tall: smaller tops would round their ticks to the same byte count.
+        bytes: chart(&bytes, None, 1000.0, span_min, has_data, &bytes_label),
+        items: chart(&items, Some(&failed), 1.0, span_min, has_data, &items_label),
         width: WIDTH,
         height: HEIGHT,
         left: LEFT,
@@ -181,10 +182,12 @@ fn nice_top(max: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-/// One chart: the series scaled into the plot, four value ticks, five time ticks.
+/// One chart: the series scaled into the plot (its top at least `floor`), four value ticks, five
+/// time ticks.
 fn chart(
     values: &[f64],
     second: Option<&[f64]>,
+    floor: f64,
     span_min: i64,
     has_data: bool,
     label: &dyn Fn(f64) -> String,
@@ -193,7 +196,7 @@ fn chart(
         .iter()
         .chain(second.unwrap_or(&[]))
         .fold(0.0f64, |m, v| m.max(*v));
-    let top = nice_top(peak);
+    let top = nice_top(peak.max(floor));
     let (x0, x1, y0, y1) = (LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP);
     let x = |i: usize| x0 + (x1 - x0) * (i as f64 + 0.5) / values.len().max(1) as f64;
     let y = |v: f64| y0 - (y0 - y1) * (v / top);
@@ -308,6 +311,20 @@ mod tests {
         assert_eq!(nice_top(17.0), 20.0);
         assert_eq!(nice_top(1000.0), 1000.0);
         assert_eq!(nice_top(0.04), 0.05);
+    }
+
+    #[test]
+    fn an_idle_bytes_chart_has_distinct_ticks() {
+        let charts = draw(&[vec![sample(0, 0, 0, 0)]], 0, 3_600_000, "1h");
+        let labels: Vec<&str> = charts
+            .bytes
+            .y_ticks
+            .iter()
+            .map(|t| t.label.as_str())
+            .collect();
+        let mut distinct = labels.clone();
+        distinct.dedup();
+        assert_eq!(labels, distinct, "{labels:?}");
     }
 
     #[test]
