@@ -441,6 +441,12 @@ impl Hub {
         let n = self.store.retry_dead(run_id, ids).await?;
         // The retried items connect anew, so a secret fixed since their failure is used.
         self.engines.forget(&run.task_id);
+        // A task that failed with these items is in progress again, so the run's end sets it.
+        if n > 0 && self.task(&run.task_id).await?.status == TaskStatus::Error {
+            self.store
+                .set_task_status(&run.task_id, TaskStatus::InProgress, None)
+                .await?;
+        }
         self.event_by(
             actor,
             &run.task_id,
