@@ -7,6 +7,8 @@ scenario file with .tools/browser/bin/python against a `dth serve` it started).
 - `sign_in`, `first_admin_sign_in`: the sign-in form (and the forced password change).
 - `axe(page)`: axe-core over the page; any `serious` or `critical` violation fails.
 - `shot(page, name)`: full-page screenshots at 1366x768 and 820x1180 into the screenshots dir.
+- `settled(page, action)`: an action that swaps in part of the page, and the wait for the swap.
+- `wait_task_status(page, id, status)`: waits for a task's status as the API tells it.
 - `api(page, method, path, body)`: a JSON API call with the page's session, CSRF token and Origin,
   as the page's own forms send it.
 
@@ -139,6 +141,17 @@ def sign_out(page: Page) -> None:
     page.wait_for_url("**/signin**")
 
 
+def settled(page: Page, action) -> None:
+    """Runs `action()` (which triggers one htmx request, e.g. a select that swaps in fields) and
+    waits until htmx has swapped its answer in."""
+    page.evaluate(
+        "() => { window.dthSettled = false; document.addEventListener('htmx:afterSettle',"
+        " () => { window.dthSettled = true; }, { once: true }); }"
+    )
+    action()
+    page.wait_for_function("() => window.dthSettled === true")
+
+
 def csrf_token(page: Page) -> str:
     """The session's CSRF token, as the layout hands it to htmx."""
     headers = page.locator("body").get_attribute("hx-headers")
@@ -209,6 +222,20 @@ def shot(page: Page, name: str) -> None:
         path = os.path.join(SCREENSHOTS, f"{SCENARIO}-{name}-{size['width']}.png")
         page.screenshot(path=path, full_page=True, animations="disabled")
     page.set_viewport_size(WIDE)
+
+
+def wait_task_status(page: Page, task_id: str, status: str) -> None:
+    """Waits until the API tells the task's status is `status` (polled by the page itself).
+
+    The task's page refreshes its head when the run's stream ends, which can be just before the
+    hub records the task's own status; callers check the page after this wait (and a reload)."""
+    page.wait_for_function(
+        "async ([id, want]) => { const r = await fetch('/api/v1/tasks/' + id);"
+        " return r.ok && (await r.json()).status === want; }",
+        arg=[task_id, status],
+        polling=250,
+        timeout=TASK_TIMEOUT_MS,
+    )
 
 
 def task_row(page: Page, name: str):

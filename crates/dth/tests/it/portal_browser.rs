@@ -9,20 +9,27 @@
 //!
 //! The tests skip (saying why) only when `DTH_TOOLS_DIR` is not set; `scripts/test` sets it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dth_testkit::{OidcAccount, OidcClientConfig, OidcProvider, PeerKind, S3Peer};
+use dth_testkit::{
+    FaultProxy, Faults, OidcAccount, OidcClientConfig, OidcProvider, PeerKind, Registry, S3Peer,
+};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::common::{contents, put};
+use crate::image_common::{assert_same_image_as, push_fixture, standard_fixture};
 
 /// How long one scenario may run before it is killed (each takes well under a minute).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
 /// How much of the hub's log a failure shows.
 const LOG_TAIL: usize = 6000;
+const MIB: usize = 1024 * 1024;
 
 /// The browser tools installed by `scripts/install-peers`, or `None` (with the reason printed)
 /// when `DTH_TOOLS_DIR` is not set.
@@ -231,6 +238,107 @@ async fn first_signin_with_the_forced_password_change() {
     let Some(tools) = browser_tools() else { return };
     let hub = Hub::start().await;
     run_scenario(&tools, &hub, "first_signin", &[]).await;
+}
+
+/// Objects of several sizes (one above the 16 MiB multipart threshold), keys with spaces and
+/// non-ASCII characters.
+fn seeded_objects() -> BTreeMap<String, Vec<u8>> {
+    [
+        ("empty", 0),
+        ("one byte", 1),
+        ("docs/read me.txt", 4096),
+        ("数据/报告 2024.csv", 70_000),
+        ("ünïcödé/café ☕.bin", 300_000),
+        ("media/clip one.mp4", 3 * MIB + 17),
+        ("large/over the multipart threshold.bin", 17 * MIB + 5),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (k, len))| (k.to_string(), crate::common::bytes(i as u64 + 40, len)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_task_through_the_wizard_copies_every_object() {
+    let Some(tools) = browser_tools() else { return };
+    let peer = S3Peer::start(PeerKind::S3sFs).await;
+    peer.create_bucket("photos").await;
+    peer.create_bucket("photos-copy").await;
+    let want = seeded_objects();
+    let client = peer.client();
+    for (k, v) in &want {
+        put(&client, "photos", k, v.clone()).await;
+    }
+    // Object reads are held a while, so the detail page sees the counters move.
+    let slow = FaultProxy::start(
+        &peer.endpoint_url(),
+        Faults {
+            delay_object_gets: Duration::from_secs(3),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let hub = Hub::start().await;
+    // The destination at the peer itself: another endpoint than the source's, so objects are
+    // read and written (not copied server-side).
+    let mut envs = s3_env("DTH_S3", &peer, &slow.endpoint_url());
+    envs.extend([
+        ("DTH_S3_DST_ENDPOINT".into(), peer.endpoint_url()),
+        ("DTH_SRC_BUCKET".into(), "photos".into()),
+        ("DTH_DST_BUCKET".into(), "photos-copy".into()),
+        ("DTH_OBJECT_COUNT".into(), want.len().to_string()),
+    ]);
+    run_scenario(&tools, &hub, "object_task", &borrowed(&envs)).await;
+    let got = contents(&client, "photos-copy").await;
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &want {
+        assert!(got[k] == *v, "{k:?} differs at the destination");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_task_through_the_wizard_copies_every_image() {
+    let Some(tools) = browser_tools() else { return };
+    let src = Registry::start().await;
+    let dst = Registry::start_with_basic_auth("mirror", "mirror-Pa55word").await;
+    let fixture = tempfile::tempdir().unwrap();
+    let (layout, images) = standard_fixture(fixture.path());
+    push_fixture(&layout, &images, &src).await;
+    let hub = Hub::start().await;
+    let envs = [
+        ("DTH_SRC_REGISTRY", src.host()),
+        ("DTH_DST_REGISTRY", dst.host()),
+        ("DTH_DST_REGISTRY_USER", "mirror".to_string()),
+        ("DTH_DST_REGISTRY_PASSWORD", "mirror-Pa55word".to_string()),
+    ];
+    run_scenario(&tools, &hub, "image_task", &envs).await;
+    for image in ["app-a:1.0", "app-a:latest", "app-b:2.0", "team/app-c:3.1"] {
+        assert_same_image_as(&src, image, &dst, &format!("mirror/{image}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_items_retried_after_the_secret_is_fixed() {
+    let Some(tools) = browser_tools() else { return };
+    let src = Registry::start_with_basic_auth("reader", "reader-Pa55word").await;
+    let dst = Registry::start().await;
+    let fixture = tempfile::tempdir().unwrap();
+    let (layout, images) = standard_fixture(fixture.path());
+    push_fixture(&layout, &images, &src).await;
+    let hub = Hub::start().await;
+    let envs = [
+        ("DTH_SRC_REGISTRY", src.host()),
+        ("DTH_SRC_REGISTRY_USER", "reader".to_string()),
+        ("DTH_SRC_REGISTRY_PASSWORD", "reader-Pa55word".to_string()),
+        ("DTH_DST_REGISTRY", dst.host()),
+    ];
+    run_scenario(&tools, &hub, "dead_items_retry", &envs).await;
+    for image in ["app-a:1.0", "team/app-c:3.1"] {
+        assert_same_image_as(&src, image, &dst, image).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
