@@ -407,6 +407,13 @@ async fn oidc_sign_in_through_the_providers_forms() {
 }
 
 #[tokio::test]
+async fn admin_pages_read_as_an_admin() {
+    let Some(tools) = browser_tools() else { return };
+    let hub = Hub::start().await;
+    run_scenario(&tools, &hub, "admin_pages", &[]).await;
+}
+
+#[tokio::test]
 async fn language_switched_to_chinese_and_back() {
     let Some(tools) = browser_tools() else { return };
     let hub = Hub::start().await;
