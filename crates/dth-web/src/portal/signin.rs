@@ -203,8 +203,26 @@ async fn change_password(page: Page, Form(form): Form<PasswordForm>) -> Response
         }
         Err(e) => {
             let e = ApiError::from(e);
-            password_view(&page, &next, Some(e.message().to_string()), e.status())
+            let message = password_message(page.lang, e.message());
+            password_view(&page, &next, Some(message), e.status())
         }
+    }
+}
+
+/// The hub's answer to a password change (`field: reason`, in English) in the page's language:
+/// the known reasons from the catalog; what a weak password misses stays as the hub says it
+/// (the page lists the policy in the reader's language beside it).
+fn password_message(lang: Lang, hub: &str) -> String {
+    match hub.split_once(": ") {
+        Some(("current_password", _)) => t(lang, "password.wrong_current"),
+        Some(("new_password", reason)) if reason.starts_with("must differ") => {
+            t(lang, "password.same")
+        }
+        Some(("new_password", reason)) => match lang {
+            Lang::En => format!("{} {reason}", t(lang, "password.weak")),
+            Lang::ZhCn => t(lang, "password.weak"),
+        },
+        _ => hub.to_string(),
     }
 }
 
@@ -226,6 +244,24 @@ async fn sign_out(page: Page, Extension(auth): Extension<Authenticated>) -> Resp
 #[cfg(test)]
 mod tests {
     use super::local_path;
+
+    #[test]
+    fn password_answers_are_said_in_the_pages_language() {
+        use super::{Lang, password_message};
+        let weak = "new_password: the password needs a digit";
+        assert_eq!(
+            password_message(Lang::En, weak),
+            "The new password does not meet the policy: the password needs a digit"
+        );
+        assert!(!password_message(Lang::ZhCn, weak).contains("new_password"));
+        assert!(
+            password_message(Lang::ZhCn, "current_password: does not match").contains("当前密码")
+        );
+        assert_eq!(
+            password_message(Lang::En, "something else"),
+            "something else"
+        );
+    }
 
     #[test]
     fn goes_on_only_to_paths_of_this_hub() {
