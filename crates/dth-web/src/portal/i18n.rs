@@ -124,7 +124,10 @@ pub static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
     let files: Vec<(String, String)> = CatalogFiles::iter()
         .filter_map(|name| {
             let f = CatalogFiles::get(&name)?;
-            Some((name.to_string(), String::from_utf8_lossy(&f.data).into_owned()))
+            Some((
+                name.to_string(),
+                String::from_utf8_lossy(&f.data).into_owned(),
+            ))
         })
         .collect();
     parse_catalog(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
