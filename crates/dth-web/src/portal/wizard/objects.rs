@@ -167,15 +167,38 @@ pub(super) fn defaults(f: &mut Fields) {
         ("acl", ""),
         ("sse", "none"),
         ("kms_key", ""),
-        ("multipart_threshold", "16MiB"),
-        ("part_size", "16MiB"),
-        ("giant_threshold", "1GiB"),
-        ("transfers", "64"),
         ("bwlimit", ""),
-        ("max_attempts", "5"),
     ] {
         f.set(k, v);
     }
+    // The model's own defaults, as the fields write them.
+    let o = dth_model::SyncOptions::default();
+    for (k, v) in [
+        ("multipart_threshold", size_text(o.multipart_threshold)),
+        ("part_size", size_text(o.part_size)),
+        (
+            "giant_threshold",
+            size_text(dth_model::DEFAULT_GIANT_THRESHOLD),
+        ),
+        ("transfers", o.transfers.to_string()),
+        ("max_attempts", dth_model::DEFAULT_MAX_ATTEMPTS.to_string()),
+    ] {
+        f.set(k, &v);
+    }
+}
+
+/// A byte count as a size field writes it: `16MiB`, `1GiB`, or bytes when no unit divides it.
+fn size_text(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    UNITS
+        .iter()
+        .find(|(_, u)| n >= *u && n.is_multiple_of(*u))
+        .map_or_else(|| n.to_string(), |(unit, u)| format!("{}{unit}", n / u))
 }
 
 /// The model path a message names → the form field.
@@ -433,6 +456,15 @@ pub(super) async fn endpoint(page: Page, Query(q): Query<BTreeMap<String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_written_in_the_largest_unit_that_divides_them() {
+        assert_eq!(size_text(16 << 20), "16MiB");
+        assert_eq!(size_text(1 << 30), "1GiB");
+        assert_eq!(size_text(1536 << 10), "1536KiB");
+        assert_eq!(size_text(1000), "1000");
+        assert_eq!(dth_model::parse_size(&size_text(5 << 40)).unwrap(), 5 << 40);
+    }
 
     fn filled() -> Fields {
         let mut f = Kind::Objects.defaults();
