@@ -485,6 +485,21 @@ impl Hub {
         Ok((run, counters))
     }
 
+    /// The newest run of every task with its counters (viewer), by task id: one query for the
+    /// runs, then each run's counters (kept by a run that ended, counted for one in progress).
+    pub async fn latest_runs(
+        &self,
+        actor: &Actor,
+    ) -> Result<std::collections::HashMap<String, (Run, RunCounters)>, Error> {
+        actor.require(Role::Viewer)?;
+        let mut out = std::collections::HashMap::new();
+        for run in self.store.latest_runs().await? {
+            let counters = self.store.run_counters(run.id).await?;
+            out.insert(run.task_id.clone(), (run, counters));
+        }
+        Ok(out)
+    }
+
     /// One run, without its counters (they are a count over its items).
     pub(crate) async fn get_run(&self, id: i64) -> Result<Run, Error> {
         self.store

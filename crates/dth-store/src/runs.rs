@@ -68,6 +68,8 @@ pub trait RunStore: Send + Sync {
     async fn list_runs(&self, task_id: &str, limit: u32) -> Result<Vec<Run>>;
     /// Runs in FINDING or TRANSFERRING, oldest first.
     async fn active_runs(&self) -> Result<Vec<Run>>;
+    /// The newest run of every task that has one, in one query.
+    async fn latest_runs(&self) -> Result<Vec<Run>>;
     /// Sets a run's status (ended_at when final, found_at on TRANSFERRING).
     async fn set_run_status(&self, id: i64, status: RunStatus, error: Option<String>)
     -> Result<()>;
@@ -224,6 +226,19 @@ macro_rules! impl_run_store {
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::rows::db(format!("list runs of task {task_id}")))?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn latest_runs(&self) -> $crate::Result<Vec<$crate::Run>> {
+                let sql = format!(
+                    "SELECT {} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY task_id) \
+                     ORDER BY id",
+                    $crate::rows::RUN_COLS
+                );
+                let rows: Vec<$crate::rows::RunRow> = sqlx::query_as(&sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::rows::db("list the latest run of every task"))?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 

@@ -1772,6 +1772,20 @@ async fn run_samples(c: &Ctx) {
     let (_, r2) = run_with(s, 1, 5).await;
     s.add_sample(r2.id, sample(1_800, 100)).await.unwrap();
     assert_eq!(s.moved_since(1_500).await.unwrap(), (120, 12));
+    // The newest run of each task: a second run of r's task replaces r.
+    s.set_run_status(r.id, RunStatus::Done, None).await.unwrap();
+    let r3 = s
+        .create_run(&r.task_id, Trigger::User, None, 5)
+        .await
+        .unwrap();
+    let latest: Vec<i64> = s
+        .latest_runs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(latest, [r2.id, r3.id]);
 }
 
 async fn settings(c: &Ctx) {

@@ -87,6 +87,26 @@ impl TaskDetail {
     }
 }
 
+impl TaskDetail {
+    /// Every task with its newest run and that run's counters, newest task first, the runs read
+    /// at once ([`dth_runtime::Hub::latest_runs`]).
+    pub async fn all(
+        hub: &dth_runtime::Hub,
+        actor: &dth_model::Actor,
+    ) -> Result<Vec<TaskDetail>, dth_runtime::Error> {
+        let mut latest = hub.latest_runs(actor).await?;
+        Ok(hub
+            .tasks(actor)
+            .await?
+            .into_iter()
+            .map(|task| TaskDetail {
+                latest_run: latest.remove(&task.id).map(RunDetail::from),
+                task: task.into(),
+            })
+            .collect())
+    }
+}
+
 /// Masks key material anywhere in a spec: the values of `secret_access_key`, `session_token` and
 /// `password` become `[REDACTED]` (null stays null). The hub moves static keys into secrets when a task
 /// is created, so a stored spec should hold none; this is the second line.

@@ -20,22 +20,11 @@ pub fn routes() -> Router<AppState> {
         .route("/overview/active", get(active))
 }
 
-/// Every task that passes `keep`, with its latest run.
-async fn details(
-    page: &Page,
-    keep: impl Fn(&dth_store::Task) -> bool,
-) -> Result<Vec<TaskDetail>, Response> {
-    let hub = &page.state.hub;
-    let tasks = hub.tasks(&page.actor).await.map_err(|e| page.fail(e))?;
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks.into_iter().filter(|t| keep(t)) {
-        out.push(
-            TaskDetail::of(hub, &page.actor, task)
-                .await
-                .map_err(|e| page.fail(e))?,
-        );
-    }
-    Ok(out)
+/// Every task with its latest run (the runs read at once).
+async fn details(page: &Page) -> Result<Vec<TaskDetail>, Response> {
+    TaskDetail::all(&page.state.hub, &page.actor)
+        .await
+        .map_err(|e| page.fail(e))
 }
 
 /// The runs in progress, as rows for the template.
@@ -53,7 +42,7 @@ fn active_rows(details: &[TaskDetail]) -> Vec<minijinja::Value> {
 
 /// `GET /`.
 async fn overview(page: Page) -> Response {
-    let details = match details(&page, |_| true).await {
+    let details = match details(&page).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -91,15 +80,9 @@ async fn overview(page: Page) -> Response {
     )
 }
 
-/// `GET /overview/active`: the runs in progress, for the overview to poll (only tasks that are
-/// running have one, so only theirs are read).
+/// `GET /overview/active`: the runs in progress, for the overview to poll.
 async fn active(page: Page) -> Response {
-    use dth_model::TaskStatus::{InProgress, Starting, Stopping};
-    match details(&page, |t| {
-        matches!(t.status, Starting | InProgress | Stopping)
-    })
-    .await
-    {
+    match details(&page).await {
         Ok(d) => page.render(
             "overview_active.html",
             "overview",
