@@ -134,6 +134,14 @@ pub static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
         .expect("the compiled-in catalog parses")
 });
 
+/// The catalog's string for `key` in `lang` outside a template, its `{name}` holes filled (the
+/// key itself when the catalog lacks it).
+pub fn text(lang: Lang, key: &str, values: &[(&str, String)]) -> String {
+    CATALOG
+        .get(key)
+        .map_or_else(|| key.to_string(), |e| fill(e.get(lang), values))
+}
+
 /// Fills `{name}` placeholders of `text` from `values`; unknown placeholders stay as they are.
 pub fn fill(text: &str, values: &[(&str, String)]) -> String {
     let mut out = text.to_string();

@@ -15,7 +15,7 @@ use minijinja::context;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::i18n::{CATALOG, Lang, fill};
+use super::i18n::text;
 use super::render::Page;
 use crate::views::SecretView;
 use crate::{ApiError, AppState};
@@ -103,13 +103,6 @@ impl FormError {
             message: message.to_string(),
         }
     }
-}
-
-/// A catalog string outside a template, its `{name}` holes filled.
-fn text(lang: Lang, key: &str, values: &[(&str, String)]) -> String {
-    CATALOG
-        .get(key)
-        .map_or_else(|| key.to_string(), |e| fill(e.get(lang), values))
 }
 
 /// The secrets, as the API lists them.
@@ -299,6 +292,7 @@ async fn delete(page: Page, Path(name): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::portal::i18n::CATALOG;
 
     #[test]
     fn errors_go_by_their_field_and_strings_are_in_the_catalog() {

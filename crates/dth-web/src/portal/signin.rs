@@ -142,9 +142,7 @@ async fn sign_in(
 
 /// A catalog string outside a template.
 fn t(lang: Lang, key: &str) -> String {
-    super::i18n::CATALOG
-        .get(key)
-        .map_or_else(|| key.to_string(), |e| e.get(lang).to_string())
+    super::i18n::text(lang, key, &[])
 }
 
 /// The password change form. `Debug` is not derived: it holds passwords.

@@ -351,11 +351,7 @@ pub async fn save(page: Page, Path(id): Path<String>, Form(settings): Form<Setti
         Ok(t) => t,
         Err(e) => return page.fail(e),
     };
-    let t = |key: &str| {
-        crate::portal::i18n::CATALOG
-            .get(key)
-            .map_or_else(|| key.to_string(), |e| e.get(page.lang).to_string())
-    };
+    let t = |key: &str| crate::portal::i18n::text(page.lang, key, &[]);
     let patch = match settings.patch(&task.kind) {
         Ok(p) => p,
         Err(errors) => {

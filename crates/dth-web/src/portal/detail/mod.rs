@@ -309,9 +309,7 @@ async fn retry(page: Page, Path(run): Path<String>, body: Bytes) -> Response {
     let ids = match retry_ids(&body) {
         Ok(ids) => ids,
         Err(key) => {
-            let message = super::i18n::CATALOG
-                .get(key)
-                .map_or(key, |e| e.get(page.lang));
+            let message = super::i18n::text(page.lang, key, &[]);
             return page.fail(crate::ApiError::bad_request(message));
         }
     };

@@ -32,7 +32,7 @@ use minijinja::value::Value as Ctx;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::i18n::{CATALOG, Lang, fill};
+use super::i18n::Lang;
 use super::render::Page;
 use crate::{ApiError, AppState};
 
@@ -76,11 +76,7 @@ pub fn routes() -> Router<AppState> {
 pub(super) type Errors = BTreeMap<String, String>;
 
 /// The catalog's string for `key` in `lang`, its `{name}` holes filled.
-pub(super) fn tr(lang: Lang, key: &str, values: &[(&str, String)]) -> String {
-    CATALOG
-        .get(key)
-        .map_or_else(|| key.to_string(), |e| fill(e.get(lang), values))
-}
+pub(super) use super::i18n::text as tr;
 
 /// One step of a wizard: its name (the `step` value and the catalog key `wizard.step.NAME`) and
 /// the form fields it holds.
@@ -867,6 +863,7 @@ pub(super) fn common_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::portal::i18n::CATALOG;
 
     #[test]
     fn every_message_key_of_the_wizards_is_in_the_catalog() {
