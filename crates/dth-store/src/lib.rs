@@ -19,8 +19,9 @@ nothing here logs or prints them. API tokens are stored as SHA-256 hashes.
 
 [`Store`] is the union of one trait per concern, each in its own module with its own SQL:
 [`TaskStore`] (`tasks.rs`), [`RunStore`] (`runs.rs`), [`QueueStore`] (`queue.rs`), [`SecretStore`]
-(`secrets.rs`), [`AccountStore`] (`accounts.rs`), [`EventStore`] (`events.rs`) and
-[`SettingStore`] (`settings.rs`). Both backends share their SQL
+(`secrets.rs`), [`AccountStore`] (`accounts.rs`), [`EventStore`] (`events.rs`),
+[`SettingStore`] (`settings.rs`) and [`RetentionStore`] (`retention.rs`: the items of long-finished
+runs deleted in bounded batches). Both backends share their SQL
 (`$N` placeholders, which sqlx's SQLite driver binds by number): each module writes its methods once as
 a macro expanded per backend; only claims, transactions and leadership differ (`sqlite.rs`,
 `postgres.rs`). Integer columns are `BIGINT`, JSON is text.
@@ -38,6 +39,7 @@ mod crypto;
 mod events;
 mod postgres;
 mod queue;
+mod retention;
 mod rows;
 mod runs;
 mod secrets;
@@ -51,6 +53,7 @@ pub use accounts::{
 pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
 pub use events::{AuditFilter, Event, EventStore, NewEvent};
 pub use queue::{Ack, Acked, Item, ItemCount, ItemQuery, NewItem, QueueStore, Retried, Retry};
+pub use retention::{Purged, RetentionStore};
 pub use runs::{Run, RunSample, RunStore};
 pub use secrets::{SecretInfo, SecretStore, SecretValue};
 pub use settings::{Setting, SettingStore};
@@ -127,6 +130,7 @@ pub trait Store:
     + AccountStore
     + EventStore
     + SettingStore
+    + RetentionStore
     + Send
     + Sync
     + 'static

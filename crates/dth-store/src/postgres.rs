@@ -235,6 +235,7 @@ crate::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
 crate::accounts::impl_account_store!(PgStore, sqlx::Postgres);
 crate::events::impl_event_store!(PgStore, sqlx::Postgres);
 crate::settings::impl_setting_store!(PgStore, sqlx::Postgres);
+crate::retention::impl_retention_store!(PgStore, sqlx::Postgres);
 
 #[async_trait::async_trait]
 impl crate::Store for PgStore {

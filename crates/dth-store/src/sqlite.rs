@@ -228,6 +228,7 @@ crate::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 crate::accounts::impl_account_store!(SqliteStore, sqlx::Sqlite);
 crate::events::impl_event_store!(SqliteStore, sqlx::Sqlite);
 crate::settings::impl_setting_store!(SqliteStore, sqlx::Sqlite);
+crate::retention::impl_retention_store!(SqliteStore, sqlx::Sqlite);
 
 #[async_trait::async_trait]
 impl crate::Store for SqliteStore {

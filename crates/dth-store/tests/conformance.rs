@@ -1918,6 +1918,126 @@ async fn item_counts_of_active_runs(c: &Ctx) {
     assert!(s.item_counts().await.unwrap().is_empty());
 }
 
+// ---------------------------------------------------------------- retention
+
+async fn purge_finished_items(c: &Ctx) {
+    let s = &*c.store;
+    // A: FAILED, with a giant object's parts, kept counters.
+    let (t, a) = run_with(s, 5, 1).await;
+    let claimed = s.claim("w", 5, LEASE).await.unwrap();
+    let giant = claimed[0].id;
+    let parts: Vec<NewItem> = (1..=2).map(|n| part(&claimed[0].key, n, 5)).collect();
+    assert!(
+        s.split_item("w", giant, &json!({"upload_id": "U"}), &parts)
+            .await
+            .unwrap()
+    );
+    let got = s.claim("w", 2, LEASE).await.unwrap();
+    s.ack("w", &got.iter().map(|i| done(i.id)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let again = s.claim_item("w", giant, LEASE).await.unwrap().unwrap();
+    let mut acks = vec![done(again.id)];
+    acks.extend(claimed[1..4].iter().map(|i| done(i.id)));
+    s.ack("w", &acks).await.unwrap();
+    s.retry_later("w", &[retry(claimed[4].id, Duration::ZERO, true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.finish_run_if_drained(a.id).await.unwrap(),
+        Some(RunStatus::Failed)
+    );
+    let a_counters = s.run_counters(a.id).await.unwrap();
+    assert_eq!((a_counters.copied, a_counters.dead), (4, 1));
+
+    // B: STOPPED, no kept counters: one done, two cancelled.
+    let b = s.create_run(&t.id, Trigger::User, None, 5).await.unwrap();
+    s.insert_items(b.id, &[obj("b0", 1), obj("b1", 2), obj("b2", 3)])
+        .await
+        .unwrap();
+    s.set_run_status(b.id, RunStatus::Transferring, None)
+        .await
+        .unwrap();
+    let one = s.claim("w", 1, LEASE).await.unwrap();
+    s.ack("w", &[done(one[0].id)]).await.unwrap();
+    assert_eq!(s.stop_run(b.id).await.unwrap(), 2);
+    let b_counters = s.run_counters(b.id).await.unwrap();
+    assert_eq!((b_counters.copied, b_counters.cancelled), (1, 2));
+
+    // C: still TRANSFERRING, with a dead item and queued ones.
+    let t2 = task(s, "t2").await;
+    let c_run = s.create_run(&t2.id, Trigger::User, None, 5).await.unwrap();
+    s.insert_items(c_run.id, &[obj("c0", 1), obj("c1", 1), obj("c2", 1)])
+        .await
+        .unwrap();
+    s.set_run_status(c_run.id, RunStatus::Transferring, None)
+        .await
+        .unwrap();
+    let first = s.claim("w", 1, LEASE).await.unwrap();
+    s.retry_later("w", &[retry(first[0].id, Duration::ZERO, true)])
+        .await
+        .unwrap();
+    let c_counters = s.run_counters(c_run.id).await.unwrap();
+    assert_eq!((c_counters.dead, c_counters.pending), (1, 2));
+
+    // Nothing ended before A did.
+    let a_ended = s.get_run(a.id).await.unwrap().unwrap().ended_at.unwrap();
+    assert_eq!(
+        s.purge_finished_items(a_ended, 2).await.unwrap(),
+        dth_store::Purged::default()
+    );
+    assert_eq!(s.list_items(a.id, None, 0, 100).await.unwrap().len(), 7);
+
+    // Batches of 2: A's 7 rows (parts included) and B's 3, counted exactly.
+    let purged = s.purge_finished_items(now_ms() + 1000, 2).await.unwrap();
+    assert_eq!(purged, dth_store::Purged { runs: 2, items: 10 });
+    for r in [a.id, b.id] {
+        assert!(s.list_items(r, None, 0, 100).await.unwrap().is_empty());
+    }
+    assert_eq!(s.run_counters(a.id).await.unwrap(), a_counters);
+    assert_eq!(s.run_counters(b.id).await.unwrap(), b_counters);
+    let run_a = s.get_run(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (run_a.status, run_a.ended_at),
+        (RunStatus::Failed, Some(a_ended))
+    );
+    assert_eq!(
+        s.get_run(b.id).await.unwrap().unwrap().status,
+        RunStatus::Stopped
+    );
+    // The active run and its dead item are untouched.
+    assert_eq!(s.list_items(c_run.id, None, 0, 100).await.unwrap().len(), 3);
+    assert_eq!(s.run_counters(c_run.id).await.unwrap(), c_counters);
+    assert_eq!(
+        s.get_item(first[0].id).await.unwrap().unwrap().state,
+        ItemState::Dead
+    );
+    // Purged runs are not looked at again; a retry of a purged run has nothing to retry.
+    assert_eq!(
+        s.purge_finished_items(now_ms() + 1000, 2).await.unwrap(),
+        dth_store::Purged::default()
+    );
+    assert_eq!(s.retry_dead(a.id, None).await.unwrap(), 0);
+    assert_eq!(
+        s.get_run(a.id).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+
+    // A batch that empties a run exactly still ends it: C finishes with 3 items, batch 3.
+    let rest = s.claim("w", 2, LEASE).await.unwrap();
+    s.ack("w", &rest.iter().map(|i| done(i.id)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.finish_run_if_drained(c_run.id).await.unwrap(),
+        Some(RunStatus::Failed)
+    );
+    let c_final = s.run_counters(c_run.id).await.unwrap();
+    let purged = s.purge_finished_items(now_ms() + 1000, 3).await.unwrap();
+    assert_eq!(purged, dth_store::Purged { runs: 1, items: 3 });
+    assert_eq!(s.run_counters(c_run.id).await.unwrap(), c_final);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1974,4 +2094,5 @@ conformance!(
     run_samples,
     settings,
     search_items_by_prefix_and_state,
+    purge_finished_items,
 );
