@@ -24,7 +24,8 @@ joins the store ([`dth_store`]) with the object engine ([`dth_s3`]) and the imag
 - **Alarms** go to a task's webhooks and email addresses when items are dead-lettered or the task fails.
 - **Metrics** ([`metrics`]): every metric name, defined once; the workers count acks, copies,
   retries and dead items, runs their duration, [`metrics::timed`] the store calls; the store's
-  gauges are read at scrape time ([`Hub::metrics_text`]).
+  gauges are read at scrape time ([`Hub::metrics_text`]). [`emf`] prints the queue depth as
+  CloudWatch Embedded Metric Format lines for scaling on AWS.
 
 Run counters are never kept here: they come from item states in the store.
 */
@@ -32,6 +33,7 @@ Run counters are never kept here: they come from item states in the store.
 pub mod access;
 mod alarm;
 mod edit;
+pub mod emf;
 mod engine;
 mod finder;
 mod hub;

@@ -306,6 +306,45 @@ impl Hub {
         }
         out
     }
+
+    /// The queue of all active runs now ([`QueueDepth`]): the numbers of the [`QUEUE_ITEMS`]
+    /// gauge, for other reporters than `/metrics` (the CloudWatch lines of [`crate::emf`]).
+    pub async fn queue_depth(&self) -> Result<QueueDepth, dth_store::Error> {
+        let counts = timed("item_counts", self.store.item_counts()).await?;
+        Ok(QueueDepth::of(&counts))
+    }
+}
+
+/// The queue of all active runs, as the [`QUEUE_ITEMS`] gauge reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Items a claim would take now: queued and due, or leased with an expired lease.
+    pub ready: u64,
+    /// Items queued until their retry time.
+    pub delayed: u64,
+    /// Items held by a worker under a live lease.
+    pub leased: u64,
+}
+
+impl QueueDepth {
+    /// The queue depth from the store's counts ([`dth_store::QueueStore::item_counts`]).
+    pub fn of(counts: &[dth_store::ItemCount]) -> QueueDepth {
+        let mut depth = QueueDepth::default();
+        for c in counts {
+            match c.state {
+                ItemState::Queued => {
+                    depth.ready += c.claimable;
+                    depth.delayed += c.items - c.claimable;
+                }
+                ItemState::Leased => {
+                    depth.ready += c.claimable;
+                    depth.leased += c.items - c.claimable;
+                }
+                _ => {}
+            }
+        }
+        depth
+    }
 }
 
 /// Appends the gauges of [`ITEMS`] and [`QUEUE_ITEMS`] from the store's counts.
@@ -327,27 +366,18 @@ fn render_store_gauges(out: &mut String, counts: &[dth_store::ItemCount]) {
             c.items
         );
     }
-    let (mut ready, mut delayed, mut leased) = (0u64, 0u64, 0u64);
-    for c in counts {
-        match c.state {
-            ItemState::Queued => {
-                ready += c.claimable;
-                delayed += c.items - c.claimable;
-            }
-            ItemState::Leased => {
-                ready += c.claimable;
-                leased += c.items - c.claimable;
-            }
-            _ => {}
-        }
-    }
+    let depth = QueueDepth::of(counts);
     out.push('\n');
     let _ = writeln!(
         out,
         "# HELP {QUEUE_ITEMS} Queue of all active runs: ready to claim, delayed until a retry, leased (read from the store)"
     );
     let _ = writeln!(out, "# TYPE {QUEUE_ITEMS} gauge");
-    for (state, n) in [("ready", ready), ("delayed", delayed), ("leased", leased)] {
+    for (state, n) in [
+        ("ready", depth.ready),
+        ("delayed", depth.delayed),
+        ("leased", depth.leased),
+    ] {
         let _ = writeln!(out, "{QUEUE_ITEMS}{{state=\"{state}\"}} {n}");
     }
 }

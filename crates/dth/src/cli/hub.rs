@@ -123,6 +123,10 @@ pub struct ServeArgs {
     access: AccessArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    /// Print the queue depth (ready, delayed, leased items) every 60 s to stdout as a CloudWatch
+    /// Embedded Metric Format line in this namespace, for scaling workers on AWS (docs/deploy.md).
+    #[arg(long, env = "DTH_EMF_NAMESPACE", value_name = "NAME")]
+    emf_namespace: Option<String>,
 }
 
 /// `GET /metrics` (docs/hub.md, "Metrics").
@@ -298,6 +302,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Before any worker runs, so that no count is lost.
     dth_runtime::metrics::install();
     let metrics_token = args.metrics.token()?;
+    if let Some(namespace) = &args.emf_namespace {
+        dth_runtime::emf::check_namespace(namespace)
+            .map_err(|e| anyhow::anyhow!("--emf-namespace: {e}"))?;
+    }
     let store = args.runtime.open().await?;
     let mut config = args.runtime.config()?;
     config.smtp = args.smtp_host.clone().map(|host| SmtpConfig {
@@ -359,6 +367,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     jobs.spawn(Arc::clone(&hub).run_scheduler(shutdown.clone()));
     if !args.no_workers {
         jobs.spawn(Arc::clone(&hub).run_workers(shutdown.clone()));
+    }
+    if let Some(namespace) = args.emf_namespace.clone() {
+        jobs.spawn(Arc::clone(&hub).run_emf_reporter(namespace, shutdown.clone()));
     }
     let api = dth_web::serve(Arc::clone(&hub), web, listener, shutdown.clone()).await;
     shutdown.cancel();
