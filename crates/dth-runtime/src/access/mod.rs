@@ -220,7 +220,7 @@ impl Hub {
         }
         let email = check_email(email)?;
         let temporary = password::temporary();
-        let user = self
+        let created = self
             .store
             .create_user(NewUser {
                 email: email.clone(),
@@ -230,7 +230,13 @@ impl Hub {
                 must_change_password: true,
                 oidc_subject: None,
             })
-            .await?;
+            .await;
+        let user = match created {
+            Ok(user) => user,
+            // Another hub starting on the same store at the same moment made it first.
+            Err(dth_store::Error::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         self.audit(
             &Actor::system(),
             "user.created",
