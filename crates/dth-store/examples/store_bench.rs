@@ -1,14 +1,20 @@
 //! Item state changes per second through the store's queue protocol, on SQLite (a file on disk) and
 //! PostgreSQL (a `dth-testkit` server): N items are queued in batches, then K simulated workers claim
 //! batches and ack them in batches until the queue is empty. Each item is two state changes
-//! (queued → leased → done). Run by `bench/store.sh`:
+//! (queued → leased → done). It also measures what the items cost in space and write-ahead log:
+//! on PostgreSQL the `items` table's bytes per row (`pg_total_relation_size`, `pg_relation_size`,
+//! `pg_indexes_size`) after the enqueue and after the drain, and WAL bytes per item
+//! (`pg_current_wal_lsn()` before and after each phase); on SQLite the database's bytes per item
+//! (`page_count × page_size`). Last, the run's items are purged as retention does (batches of
+//! 10,000) and timed. Run by `bench/store.sh`:
 //!
 //! ```text
 //! cargo run --release -p dth-store --example store_bench -- [--items N] [--workers K] [--batch B]
 //!     [--backends sqlite,postgres] [--dir DIR]
 //! ```
 //!
-//! Prints one table and a last line `RESULT sqlite_changes_per_s=… postgres_changes_per_s=…`.
+//! Prints one table, `ROW`, `SIZE` and `PURGE` lines for the script, and a last line
+//! `RESULT sqlite_changes_per_s=… postgres_changes_per_s=…`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,8 +54,70 @@ fn args() -> Args {
     a
 }
 
+/// A second connection to the store's database, to read its sizes.
+enum Probe {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Sizes at one moment: (items total, heap, indexes, WAL position) on PostgreSQL; (database
+/// bytes, 0, 0, 0) on SQLite.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sizes {
+    total: i64,
+    heap: i64,
+    indexes: i64,
+    wal_lsn: i64,
+}
+
+impl Probe {
+    async fn sizes(&self) -> Sizes {
+        match self {
+            Probe::Sqlite(pool) => {
+                let (bytes,): (i64,) = sqlx::query_as(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                )
+                .fetch_one(pool)
+                .await
+                .expect("sqlite size");
+                Sizes {
+                    total: bytes,
+                    ..Sizes::default()
+                }
+            }
+            Probe::Postgres(pool) => {
+                let (total, heap, indexes, wal_lsn): (i64, i64, i64, i64) = sqlx::query_as(
+                    "SELECT pg_total_relation_size('items'), pg_relation_size('items'), \
+                     pg_indexes_size('items'), \
+                     CAST(pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') AS BIGINT)",
+                )
+                .fetch_one(pool)
+                .await
+                .expect("postgres sizes");
+                Sizes {
+                    total,
+                    heap,
+                    indexes,
+                    wal_lsn,
+                }
+            }
+        }
+    }
+}
+
+/// Bytes per item of a difference.
+fn per(bytes: i64, items: usize) -> f64 {
+    bytes as f64 / items.max(1) as f64
+}
+
 struct Row {
     backend: &'static str,
+    /// Bytes per item after the enqueue (total, heap, indexes) and after the drain (total).
+    enqueued: (f64, f64, f64),
+    drained_total: f64,
+    /// WAL bytes per item of the enqueue, the drain and the purge (PostgreSQL; 0 on SQLite).
+    wal: (f64, f64, f64),
+    purge_s: f64,
     insert_per_s: f64,
     drain_s: f64,
     changes_per_s: f64,
@@ -57,7 +125,7 @@ struct Row {
     ack_ms: f64,
 }
 
-async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
+async fn bench(store: Arc<dyn Store>, probe: Probe, a: &Args) -> Row {
     let backend = store.backend();
     let task = store
         .create_task(NewTask {
@@ -73,16 +141,24 @@ async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
         .create_run(&task.id, Trigger::User, None, 5)
         .await
         .expect("create run");
+    // Shaped like the finder's items: a 47-byte key, a quoted MD5 ETag, the listing's
+    // last-modified time and storage class as the payload.
     let items: Vec<NewItem> = (0..a.items)
         .map(|i| NewItem {
             kind: ItemKind::Object,
-            key: format!("dir{:03}/object-{i:08}", i % 100),
+            key: format!(
+                "logs/2026/05/{:02}/host-{:03}/part-{i:08}.json.gz",
+                i % 28 + 1,
+                i % 100
+            ),
             size: 16 * 1024,
             etag: Some(format!("\"{i:032x}\"")),
             part_number: None,
-            payload: serde_json::json!({"content_type": "application/octet-stream"}),
+            payload: serde_json::json!({"last_modified_ms": 1_780_000_000_000_i64 + i as i64,
+                "storage_class": "STANDARD"}),
         })
         .collect();
+    let empty = probe.sizes().await;
     let t0 = Instant::now();
     for chunk in items.chunks(1000) {
         store
@@ -91,6 +167,14 @@ async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
             .expect("insert items");
     }
     let insert_s = t0.elapsed().as_secs_f64();
+    if let Probe::Postgres(pool) = &probe {
+        // Sizes as the planner and a steady queue see them, not mid-way through a background one.
+        sqlx::query("ANALYZE items")
+            .execute(pool)
+            .await
+            .expect("analyze");
+    }
+    let enqueued = probe.sizes().await;
     store
         .set_run_status(run.id, RunStatus::Transferring, None)
         .await
@@ -141,6 +225,7 @@ async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
         ack_ms += k.as_secs_f64() * 1000.0 / f64::from(n) / a.workers as f64;
     }
     let drain_s = t0.elapsed().as_secs_f64();
+    let drained = probe.sizes().await;
     let counters = store.run_counters(run.id).await.expect("counters");
     assert_eq!(
         counters.copied, a.items as u64,
@@ -151,8 +236,39 @@ async fn bench(store: Arc<dyn Store>, a: &Args) -> Row {
         store.finish_run_if_drained(run.id).await.expect("finish"),
         Some(RunStatus::Done)
     );
+    let before_purge = probe.sizes().await;
+    let t0 = Instant::now();
+    let purged = store
+        .purge_finished_items(dth_store::now_ms() + 1, 10_000)
+        .await
+        .expect("purge");
+    let purge_s = t0.elapsed().as_secs_f64();
+    let after_purge = probe.sizes().await;
+    assert_eq!(
+        (purged.runs, purged.items),
+        (1, a.items as u64),
+        "every item purged once"
+    );
+    assert_eq!(
+        store.run_counters(run.id).await.expect("counters").copied,
+        a.items as u64,
+        "the purged run keeps its counters"
+    );
+    let n = a.items;
     Row {
         backend,
+        enqueued: (
+            per(enqueued.total - empty.total, n),
+            per(enqueued.heap - empty.heap, n),
+            per(enqueued.indexes - empty.indexes, n),
+        ),
+        drained_total: per(drained.total - empty.total, n),
+        wal: (
+            per(enqueued.wal_lsn - empty.wal_lsn, n),
+            per(drained.wal_lsn - enqueued.wal_lsn, n),
+            per(after_purge.wal_lsn - before_purge.wal_lsn, n),
+        ),
+        purge_s,
         insert_per_s: a.items as f64 / insert_s,
         drain_s,
         changes_per_s: 2.0 * a.items as f64 / drain_s,
@@ -178,7 +294,10 @@ async fn main() {
                 let store = dth_store::open(&file.display().to_string(), MasterKey::generate())
                     .await
                     .expect("open sqlite store");
-                rows.push(bench(store, &a).await);
+                let probe = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+                    .await
+                    .expect("open a second sqlite connection");
+                rows.push(bench(store, Probe::Sqlite(probe), &a).await);
             }
             "postgres" => {
                 let pg = tokio::task::spawn_blocking(dth_testkit::PgServer::start)
@@ -189,7 +308,10 @@ async fn main() {
                 let store = dth_store::open(&url, MasterKey::generate())
                     .await
                     .expect("open postgres store");
-                rows.push(bench(store, &a).await);
+                let probe = sqlx::PgPool::connect(&url)
+                    .await
+                    .expect("open a second postgres connection");
+                rows.push(bench(store, Probe::Postgres(probe), &a).await);
             }
             other => panic!("unknown backend {other} (sqlite, postgres)"),
         }
@@ -210,11 +332,59 @@ async fn main() {
             r.backend, r.insert_per_s, r.drain_s, r.changes_per_s, r.claim_ms, r.ack_ms
         );
     }
+    println!(
+        "\n{:<9} | {:>15} | {:>14} | {:>15} | {:>13} | {:>14} | {:>13} | {:>13} | {:>9}",
+        "backend",
+        "B/item enqueued",
+        "heap B/item",
+        "indexes B/item",
+        "B/item done",
+        "WAL B enqueue",
+        "WAL B drain",
+        "WAL B purge",
+        "purge s"
+    );
+    println!("{}", "-".repeat(140));
+    for r in &rows {
+        println!(
+            "{:<9} | {:>15.0} | {:>14.0} | {:>15.0} | {:>13.0} | {:>14.0} | {:>13.0} | {:>13.0} | {:>9.2}",
+            r.backend,
+            r.enqueued.0,
+            r.enqueued.1,
+            r.enqueued.2,
+            r.drained_total,
+            r.wal.0,
+            r.wal.1,
+            r.wal.2,
+            r.purge_s
+        );
+    }
+    println!(
+        "(SQLite: the whole database file per item, WAL not measured; PostgreSQL: the items \
+         table with its TOAST and indexes)"
+    );
     for r in &rows {
         // Machine-readable, for bench/store.sh.
         println!(
             "ROW {} {:.0} {:.2} {:.0} {:.2} {:.2}",
             r.backend, r.insert_per_s, r.drain_s, r.changes_per_s, r.claim_ms, r.ack_ms
+        );
+        println!(
+            "SIZE {} {:.0} {:.0} {:.0} {:.0} {:.0} {:.0} {:.0}",
+            r.backend,
+            r.enqueued.0,
+            r.enqueued.1,
+            r.enqueued.2,
+            r.drained_total,
+            r.wal.0,
+            r.wal.1,
+            r.wal.2
+        );
+        println!(
+            "PURGE {} {:.3} {:.0}",
+            r.backend,
+            r.purge_s,
+            a.items as f64 / r.purge_s.max(1e-9)
         );
     }
     let value = |b: &str| {
