@@ -21,6 +21,9 @@ joins the store ([`dth_store`]) with the object engine ([`dth_s3`]) and the imag
   worker copies it with the task's shared [`dth_oci::copy::Copier`] (blobs deduplicated across the
   task's images in that process), at most the task's `concurrency` images at once per worker process
   (the same per-task limit as an object task's `transfers`).
+- **Retention** ([`Hub::purge_expired_items`]): the leader deletes the items of runs that ended more
+  than the retention setting's days ago (default 30, 0: forever), in bounded batches, every hour;
+  the runs keep their counters.
 - **Alarms** go to a task's webhooks and email addresses when items are dead-lettered or the task fails.
 - **Metrics** ([`metrics`]): every metric name, defined once; the workers count acks, copies,
   retries and dead items, runs their duration, [`metrics::timed`] the store calls; the store's
@@ -41,6 +44,7 @@ pub mod metrics;
 mod payload;
 mod plan;
 mod progress;
+mod retention;
 mod scheduler;
 mod settings;
 mod worker;
@@ -48,6 +52,9 @@ mod worker;
 pub use alarm::SmtpConfig;
 pub use hub::{Config, Hub, SecretEntry, SecretKind};
 pub use progress::Progress;
+pub use retention::{
+    DEFAULT_PURGE_AFTER_DAYS, MAX_PURGE_AFTER_DAYS, PURGE_BATCH, Retention,
+};
 
 /// What a runtime call can fail with; the API maps the kinds to HTTP statuses.
 #[derive(Debug, thiserror::Error)]

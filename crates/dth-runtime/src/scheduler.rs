@@ -2,7 +2,8 @@
 //! and each firing first moves the task's `next_run_at` with a compare-and-set, so a schedule fires
 //! once however many hubs share the store. A new run is refused while the previous run of the task is
 //! still finding. On taking the lead the scheduler resumes what a previous leader left: finders of runs
-//! still FINDING, runs that drained without being closed, and tasks left STOPPING.
+//! still FINDING, runs that drained without being closed, and tasks left STOPPING. While leading it
+//! also purges the items of long-finished runs every hour (`retention.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use dth_store::{Task, now_ms};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::retention::RetentionTimer;
 
 /// How often due tasks are looked for (a create or start wakes it sooner).
 const TICK: Duration = Duration::from_secs(1);
@@ -37,8 +39,10 @@ impl Hub {
             tracing::info!(worker = %self.config.worker_id, "leading the scheduler");
             self.resume().await;
             let mut sampled = tokio::time::Instant::now();
+            let mut retention = RetentionTimer::new();
             while lead.is_held() && !shutdown.is_cancelled() {
                 self.tick().await;
+                retention.tick(&self);
                 if sampled.elapsed() >= self.config.sample_every {
                     sampled = tokio::time::Instant::now();
                     self.sample_active_runs().await;

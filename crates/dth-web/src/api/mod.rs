@@ -70,6 +70,8 @@ routes! {
     post "/runs/{id}/retry" => runs::retry,
     get "/settings/prices" => settings::prices,
     put "/settings/prices" => settings::put_prices,
+    get "/settings/retention" => settings::retention,
+    put "/settings/retention" => settings::put_retention,
     post "/settings/smtp/test" => settings::test_mail,
     get "/secrets" => secrets::list,
     put "/secrets/{name}" => secrets::put,

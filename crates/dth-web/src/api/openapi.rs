@@ -22,7 +22,8 @@ use crate::views;
         tasks::create, tasks::list, tasks::get, tasks::edit, tasks::start, tasks::stop, tasks::delete,
         tasks::clone, tasks::progress, tasks::events,
         runs::list, runs::get, runs::items, runs::samples, runs::report, runs::retry,
-        settings::prices, settings::put_prices, settings::test_mail,
+        settings::prices, settings::put_prices, settings::retention, settings::put_retention,
+        settings::test_mail,
         secrets::put, secrets::list, secrets::delete,
         session::providers, session::sign_in, session::current, session::sign_out, session::me, session::change_password, session::set_language,
         users::list, users::create, users::get, users::update, users::delete, users::reset_password,
@@ -41,7 +42,7 @@ use crate::views;
         tasks::TaskPatchDoc, tasks::CloneRequest, views::ProgressView, views::SampleView,
         views::ReportLine, runs::ReportFormat, dth_model::Plan, dth_model::ObjectPlan,
         dth_model::ImagePlan, dth_model::Requests, dth_model::CostEstimate, dth_model::CostLine,
-        dth_model::PriceTable, dth_model::Price, settings::TestMailRequest,
+        dth_model::PriceTable, dth_model::Price, settings::RetentionView, settings::TestMailRequest,
         settings::TestMailResult,
     )),
     modifiers(&BearerAuth, &CommonErrors, &TaggedOperationIds),
@@ -54,7 +55,7 @@ use crate::views;
         (name = "users", description = "User accounts (admin)"),
         (name = "tokens", description = "API tokens of the caller"),
         (name = "audit", description = "Who changed what (admin)"),
-        (name = "settings", description = "Hub settings: prices of cost estimates, SMTP test (admin)"),
+        (name = "settings", description = "Hub settings: prices of cost estimates, retention of finished runs' items, SMTP test (admin)"),
     )
 )]
 pub struct ApiDoc;

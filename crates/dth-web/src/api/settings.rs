@@ -1,5 +1,5 @@
-//! Hub settings (admin): the price table of cost estimates, and a test mail through the SMTP
-//! server alarms use.
+//! Hub settings (admin): the price table of cost estimates, how long finished runs' items are
+//! kept, and a test mail through the SMTP server alarms use.
 
 use axum::Json;
 use axum::extract::State;
@@ -43,6 +43,59 @@ pub async fn put_prices(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<PriceTable>, ApiError> {
     Ok(Json(state.hub.put_prices(&actor, &body).await?))
+}
+
+/// How long the items of finished runs are kept: the body of `PUT /api/v1/settings/retention`
+/// and the answer of both retention routes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionView {
+    /// Days after a run ended (DONE, FAILED or STOPPED) that its items are deleted; the run and
+    /// its counters stay. 0 keeps them forever.
+    #[schema(minimum = 0, maximum = 36500, example = 30)]
+    pub purge_items_after_days: u32,
+}
+
+impl From<dth_runtime::Retention> for RetentionView {
+    fn from(r: dth_runtime::Retention) -> Self {
+        RetentionView {
+            purge_items_after_days: r.purge_items_after_days,
+        }
+    }
+}
+
+/// How long the items of finished runs are kept (default 30 days).
+#[utoipa::path(get, path = "/api/v1/settings/retention", tag = "settings",
+    responses(
+        (status = 200, description = "The retention", body = RetentionView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn retention(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<RetentionView>, ApiError> {
+    Ok(Json(state.hub.retention(&actor).await?.into()))
+}
+
+/// Changes how long the items of finished runs are kept (admin). The hub's leader purges every
+/// hour the items of runs that ended more than that many days ago.
+#[utoipa::path(put, path = "/api/v1/settings/retention", tag = "settings",
+    request_body = RetentionView,
+    responses(
+        (status = 200, description = "Stored", body = RetentionView),
+        (status = 400, description = "Malformed body, or more than 36500 days; nothing changed", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Needs the admin role", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn put_retention(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<RetentionView>, ApiError> {
+    Ok(Json(state.hub.put_retention(&actor, &body).await?.into()))
 }
 
 /// The body of `POST /api/v1/settings/smtp/test` (for the OpenAPI document; the hub reads it).

@@ -1,7 +1,9 @@
 //! The settings page (admin, `GET /settings`): the price table cost estimates use, edited row by
 //! row (`POST /settings/prices`: the hub checks the whole table, and its error is shown by the row
-//! it names), and a test mail through the SMTP server alarms use (`POST /settings/mail`). The
-//! same hub calls as `GET`/`PUT /api/v1/settings/prices` and `POST /api/v1/settings/smtp/test`.
+//! it names), how many days the items of finished runs are kept (`POST /settings/retention`), and
+//! a test mail through the SMTP server alarms use (`POST /settings/mail`). The same hub calls as
+//! `GET`/`PUT /api/v1/settings/prices`, `GET`/`PUT /api/v1/settings/retention` and
+//! `POST /api/v1/settings/smtp/test`.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use dth_model::{PriceTable, Role};
+use dth_runtime::MAX_PURGE_AFTER_DAYS;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -23,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/settings", get(show))
         .route("/settings/prices", post(save_prices))
+        .route("/settings/retention", post(save_retention))
         .route("/settings/mail", post(test_mail))
 }
 
@@ -151,18 +155,31 @@ fn entry_of(message: &str) -> Option<usize> {
         .and_then(|(n, _)| n.parse().ok())
 }
 
-/// What the page shows besides the table: a saved notice, the mail form's outcome.
+/// What the page shows besides the table: saved notices, the retention as typed and its
+/// error, the mail form's outcome.
 #[derive(Debug, Default)]
 struct Notes {
     prices_saved: bool,
     prices_error: Option<String>,
+    retention_saved: bool,
+    /// The days as typed, shown again with its error.
+    retention_input: Option<String>,
+    /// The typed days are not a whole number from 0 to [`MAX_PURGE_AFTER_DAYS`].
+    retention_invalid: bool,
+    /// The hub refused the retention (its words).
+    retention_error: Option<String>,
     mail_to: String,
     mail: Option<Value>,
     mail_error: Option<String>,
 }
 
-/// Renders the page: the editor's rows (and a blank one for a new entry) and the notes.
-fn view(page: &Page, mut rows: Vec<PriceRow>, notes: Notes, status: StatusCode) -> Response {
+/// Renders the page: the editor's rows (and a blank one for a new entry), the stored retention
+/// and the notes.
+async fn view(page: &Page, mut rows: Vec<PriceRow>, notes: Notes, status: StatusCode) -> Response {
+    let retention = match page.state.hub.retention(&page.actor).await {
+        Ok(r) => r.purge_items_after_days,
+        Err(e) => return page.fail(e),
+    };
     rows.push(PriceRow::default());
     let mut r = page.render(
         "admin/settings.html",
@@ -172,6 +189,12 @@ fn view(page: &Page, mut rows: Vec<PriceRow>, notes: Notes, status: StatusCode) 
             numbers => NUMBERS,
             prices_saved => notes.prices_saved,
             prices_error => notes.prices_error,
+            retention_days => retention,
+            retention_input => notes.retention_input.unwrap_or_else(|| retention.to_string()),
+            retention_saved => notes.retention_saved,
+            retention_invalid => notes.retention_invalid,
+            retention_error => notes.retention_error,
+            retention_max => MAX_PURGE_AFTER_DAYS,
             mail_to => notes.mail_to,
             mail => notes.mail,
             mail_error => notes.mail_error,
@@ -206,7 +229,7 @@ async fn table(page: &Page) -> Result<PriceTable, Response> {
         .map_err(|e| page.fail(e))
 }
 
-/// `?saved=prices` after the table was stored.
+/// `?saved=prices` or `?saved=retention` after a change was stored.
 #[derive(Debug, Default, Deserialize)]
 pub struct ShowQuery {
     #[serde(default)]
@@ -221,9 +244,10 @@ async fn show(page: Page, Query(q): Query<ShowQuery>) -> Response {
     };
     let notes = Notes {
         prices_saved: q.saved.as_deref() == Some("prices"),
+        retention_saved: q.saved.as_deref() == Some("retention"),
         ..Notes::default()
     };
-    view(&page, rows_of(&table), notes, StatusCode::OK)
+    view(&page, rows_of(&table), notes, StatusCode::OK).await
 }
 
 /// `POST /settings/prices`: the edited table replaces the stored one, or nothing changes and
@@ -260,7 +284,53 @@ async fn save_prices(page: Page, Form(fields): Form<Vec<(String, String)>>) -> R
         prices_error: Some(message),
         ..Notes::default()
     };
-    view(&page, rows, notes, StatusCode::BAD_REQUEST)
+    view(&page, rows, notes, StatusCode::BAD_REQUEST).await
+}
+
+/// The retention form.
+#[derive(Debug, Deserialize)]
+pub struct RetentionForm {
+    #[serde(default)]
+    purge_items_after_days: String,
+}
+
+/// The days typed, when they are a whole number from 0 to [`MAX_PURGE_AFTER_DAYS`].
+fn days_of(typed: &str) -> Option<u32> {
+    typed
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|d| *d <= MAX_PURGE_AFTER_DAYS)
+}
+
+/// `POST /settings/retention`: the days replace the stored retention, or nothing changes and the
+/// field says why.
+async fn save_retention(page: Page, Form(form): Form<RetentionForm>) -> Response {
+    let table = match table(&page).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let mut notes = Notes {
+        retention_input: Some(form.purge_items_after_days.trim().to_string()),
+        ..Notes::default()
+    };
+    match days_of(&form.purge_items_after_days) {
+        None => notes.retention_invalid = true,
+        Some(days) => {
+            let body = json!({ "purge_items_after_days": days });
+            match page.state.hub.put_retention(&page.actor, &body).await {
+                Ok(_) => return page.redirect("/settings?saved=retention"),
+                Err(e) => {
+                    let e = crate::ApiError::from(e);
+                    if e.status() != StatusCode::BAD_REQUEST {
+                        return page.fail(e);
+                    }
+                    notes.retention_error = Some(e.message().to_string());
+                }
+            }
+        }
+    }
+    view(&page, rows_of(&table), notes, StatusCode::BAD_REQUEST).await
 }
 
 /// The mail form.
@@ -304,7 +374,7 @@ async fn test_mail(page: Page, Form(form): Form<MailForm>) -> Response {
             e.status()
         }
     };
-    view(&page, rows_of(&table), notes, status)
+    view(&page, rows_of(&table), notes, status).await
 }
 
 #[cfg(test)]
@@ -346,5 +416,15 @@ mod tests {
         assert_eq!(table.prices[1].get_per_1000, 0.01);
         assert_eq!(rows_of(&table)[0].numbers[0], "0.005");
         assert_eq!(entry_of("price table: prices[7].region: x"), Some(7));
+    }
+
+    #[test]
+    fn retention_days_are_whole_numbers_up_to_the_maximum() {
+        assert_eq!(days_of(" 30 "), Some(30));
+        assert_eq!(days_of("0"), Some(0), "0 keeps items forever");
+        assert_eq!(days_of("36500"), Some(MAX_PURGE_AFTER_DAYS));
+        for wrong in ["36501", "-1", "1.5", "", "thirty"] {
+            assert_eq!(days_of(wrong), None, "{wrong:?}");
+        }
     }
 }

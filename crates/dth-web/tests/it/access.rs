@@ -376,7 +376,7 @@ fn rule(method: &str, path: &str) -> Need {
         {
             Role(dth_model::Role::Operator)
         }
-        ("get", "/settings/prices") => Role(dth_model::Role::Viewer),
+        ("get", "/settings/prices" | "/settings/retention") => Role(dth_model::Role::Viewer),
         (_, p) if p.starts_with("/settings") => Role(dth_model::Role::Admin),
         ("get", "/secrets") => Role(dth_model::Role::Viewer),
         (_, p) if p.starts_with("/secrets") => Role(dth_model::Role::Operator),

@@ -10,3 +10,4 @@ mod portal_admin;
 mod portal_api;
 mod portal_detail;
 mod portal_wizard;
+mod retention;
