@@ -4,6 +4,7 @@
 
 mod client;
 mod common;
+mod deploy;
 mod hub;
 mod image_common;
 mod image_ecr;
