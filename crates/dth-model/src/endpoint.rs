@@ -230,6 +230,9 @@ pub struct EndpointSpec {
     /// Send `x-amz-request-payer: requester` (source side).
     #[serde(default)]
     pub requester_pays: bool,
+    /// Where the bucket's change events arrive (the source of a hub task only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Box<crate::EventSource>>,
 }
 
 impl EndpointSpec {
@@ -243,6 +246,7 @@ impl EndpointSpec {
             prefix: url.prefix,
             credentials: Credentials::DefaultChain,
             requester_pays: false,
+            events: None,
         }
     }
 

@@ -14,6 +14,7 @@ Secrets never leave through `Debug`: [`Credentials`] prints `[REDACTED]` in plac
 mod access;
 mod counters;
 mod endpoint;
+mod events;
 mod image;
 mod options;
 mod outcome;
@@ -25,6 +26,7 @@ mod task;
 pub use access::{Actor, AuthMethod, Denied, Role};
 pub use counters::RunCounters;
 pub use endpoint::{Credentials, EndpointSpec, ParseError, Provider, S3Url};
+pub use events::{EventSource, sequencer_cmp};
 pub use image::{
     DEFAULT_IMAGE_ATTEMPTS, DEFAULT_IMAGE_CONCURRENCY, ImageEndpoint, ImageSync,
     RegistryCredentials,

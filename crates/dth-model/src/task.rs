@@ -137,6 +137,16 @@ impl S3Job {
                 )
             })?;
         }
+        if let Some(events) = &self.source.events {
+            events.validate()?;
+        }
+        if self.destination.events.is_some() {
+            return Err(bad(
+                "destination.events",
+                "…",
+                "events come from the source bucket; set source.events",
+            ));
+        }
         if self.options.part_size < 5 * 1024 * 1024 {
             return Err(bad(
                 "options.part_size",

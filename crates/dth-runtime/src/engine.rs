@@ -247,8 +247,18 @@ async fn registry_login(
 
 /// Replaces a reference to a hub secret by the access key it holds.
 pub(crate) async fn resolve(store: &dyn Store, spec: &EndpointSpec) -> Result<EndpointSpec, Error> {
-    let Credentials::Secret { name } = &spec.credentials else {
-        return Ok(spec.clone());
+    let mut spec = spec.clone();
+    spec.credentials = resolve_credentials(store, &spec.credentials).await?;
+    Ok(spec)
+}
+
+/// The access key a hub secret holds, for credentials naming one; other credentials as they are.
+pub(crate) async fn resolve_credentials(
+    store: &dyn Store,
+    credentials: &Credentials,
+) -> Result<Credentials, Error> {
+    let Credentials::Secret { name } = credentials else {
+        return Ok(credentials.clone());
     };
     let value = store.secret(name).await?.ok_or_else(|| {
         Error::BadRequest(format!("secret {name:?} does not exist; create it first"))
@@ -258,11 +268,9 @@ pub(crate) async fn resolve(store: &dyn Store, spec: &EndpointSpec) -> Result<En
             "secret {name:?} is not an access key (access_key_id and secret_access_key)"
         )));
     };
-    let mut spec = spec.clone();
-    spec.credentials = Credentials::Static {
+    Ok(Credentials::Static {
         access_key_id: key.access_key_id,
         secret_access_key: key.secret_access_key,
         session_token: key.session_token,
-    };
-    Ok(spec)
+    })
 }

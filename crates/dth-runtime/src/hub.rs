@@ -136,6 +136,10 @@ pub struct Hub {
     pub(crate) alarms: Alarms,
     /// Wakes the scheduler (a task was created or started).
     pub(crate) wake: Notify,
+    /// Wakes this process's idle workers when items were queued here (events).
+    pub(crate) wake_workers: Notify,
+    /// SQS clients of the tasks whose events this process polls.
+    pub(crate) event_queues: crate::events::sqs::EventQueues,
 }
 
 impl Hub {
@@ -147,6 +151,8 @@ impl Hub {
             config,
             engines: Engines::default(),
             wake: Notify::new(),
+            wake_workers: Notify::new(),
+            event_queues: Default::default(),
         })
     }
 
@@ -313,6 +319,10 @@ impl Hub {
         if !self.store.delete_task(id).await? {
             return Err(Error::NotFound(format!("task {id}")));
         }
+        let _ = self
+            .store
+            .delete_secret(&crate::events::webhook::token_secret_name(id))
+            .await;
         if let Ok(spec) = serde_json::from_value::<TaskSpec>(task.spec) {
             for (_, name) in secret_names(&spec) {
                 if is_generated_secret(&name) {
@@ -370,6 +380,9 @@ impl Hub {
             .collect();
         let mut entries = Vec::new();
         for info in self.store.list_secrets().await? {
+            if crate::events::webhook::is_token_secret(&info.name) {
+                continue;
+            }
             let kind = self
                 .store
                 .secret(&info.name)

@@ -38,6 +38,7 @@ mod alarm;
 mod edit;
 pub mod emf;
 mod engine;
+pub mod events;
 mod finder;
 mod hub;
 pub mod metrics;
@@ -50,11 +51,11 @@ mod settings;
 mod worker;
 
 pub use alarm::SmtpConfig;
+pub use events::EventsTaken;
+pub use events::webhook::WebhookAuth;
 pub use hub::{Config, Hub, SecretEntry, SecretKind};
 pub use progress::Progress;
-pub use retention::{
-    DEFAULT_PURGE_AFTER_DAYS, MAX_PURGE_AFTER_DAYS, PURGE_BATCH, Retention,
-};
+pub use retention::{DEFAULT_PURGE_AFTER_DAYS, MAX_PURGE_AFTER_DAYS, PURGE_BATCH, Retention};
 
 /// What a runtime call can fail with; the API maps the kinds to HTTP statuses.
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,10 @@ pub(crate) struct ObjectPayload {
     /// The open upload, once a giant object was split into parts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<GiantUpload>,
+    /// Queued by an S3 event, not by a listing: a delete first checks that the source object is
+    /// still gone (a later write may have brought it back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_event: bool,
 }
 
 /// Payload of a part item.
@@ -48,6 +52,7 @@ pub(crate) fn new_item(kind: ItemKind, obj: ObjectMeta) -> NewItem {
             .map(|d| d.as_millis() as i64),
         storage_class: obj.storage_class,
         upload: None,
+        from_event: false,
     };
     NewItem {
         kind,
@@ -56,6 +61,13 @@ pub(crate) fn new_item(kind: ItemKind, obj: ObjectMeta) -> NewItem {
         etag: obj.etag,
         part_number: None,
         payload: serde_json::to_value(payload).unwrap_or_default(),
+    }
+}
+
+/// Marks a new item as queued by an S3 event ([`ObjectPayload::from_event`]).
+pub(crate) fn mark_from_event(item: &mut NewItem) {
+    if let Some(obj) = item.payload.as_object_mut() {
+        obj.insert("from_event".into(), serde_json::Value::Bool(true));
     }
 }
 

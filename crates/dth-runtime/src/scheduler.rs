@@ -40,9 +40,11 @@ impl Hub {
             self.resume().await;
             let mut sampled = tokio::time::Instant::now();
             let mut retention = RetentionTimer::new();
+            let mut pollers = crate::events::sqs::EventPollers::default();
             while lead.is_held() && !shutdown.is_cancelled() {
                 self.tick().await;
                 retention.tick(&self);
+                pollers.reconcile(&self, &shutdown).await;
                 if sampled.elapsed() >= self.config.sample_every {
                     sampled = tokio::time::Instant::now();
                     self.sample_active_runs().await;
@@ -53,6 +55,7 @@ impl Hub {
                     _ = shutdown.cancelled() => {}
                 }
             }
+            pollers.stop_all();
             if !lead.is_held() {
                 tracing::warn!("lost the scheduler lead");
             }

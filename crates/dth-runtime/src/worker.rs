@@ -98,6 +98,7 @@ impl Hub {
             if items.is_empty() {
                 tokio::select! {
                     _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = self.wake_workers.notified() => {}
                     _ = shutdown.cancelled() => {}
                 }
                 continue;
@@ -304,9 +305,7 @@ impl Hub {
             let res = match item.kind {
                 ItemKind::Object => self.copy_object(engine, &item).await,
                 ItemKind::Part => self.copy_part(engine, &item, held).await,
-                ItemKind::Delete => engine.copier.delete(&item.key).await.map(|()| {
-                    Outcome::Ack(ack(&item, ItemState::Done, None, Some("deleted".into())))
-                }),
+                ItemKind::Delete => self.delete_object(engine, &item).await,
                 ItemKind::Image => Err(dth_s3::Error::Verify {
                     key: item.key.clone(),
                     detail: "an image item in an object task".into(),
@@ -477,6 +476,26 @@ impl Hub {
             Transferred::Archived => skipped(item, "archived"),
             Transferred::Vanished => skipped(item, "vanished"),
         }))
+    }
+
+    /// Deletes a destination object; for an event's delete only while the source object is gone,
+    /// so a late delete event never undoes a later write.
+    async fn delete_object(
+        &self,
+        engine: &S3Engine,
+        item: &Item,
+    ) -> Result<Outcome, dth_s3::Error> {
+        let (_, p) = payload::object(item);
+        if p.from_event && engine.copier.source_exists(&item.key).await? {
+            return Ok(Outcome::Ack(skipped(item, "source exists")));
+        }
+        engine.copier.delete(&item.key).await?;
+        Ok(Outcome::Ack(ack(
+            item,
+            ItemState::Done,
+            None,
+            Some("deleted".into()),
+        )))
     }
 
     async fn copy_part(

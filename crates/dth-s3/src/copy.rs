@@ -178,6 +178,25 @@ impl Copier {
             .map_err(|e| self.dst.error("DeleteObject", Some(key), e))
     }
 
+    /// Whether the source object exists now (HEAD; 404 is false).
+    pub async fn source_exists(&self, key: &str) -> Result<bool> {
+        let res = self
+            .src
+            .client()
+            .head_object()
+            .bucket(self.src.bucket())
+            .key(self.src.full_key(key))
+            .set_request_payer(self.payer())
+            .send()
+            .await
+            .map_err(|e| self.src.error("HeadObject", Some(key), e));
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_source_gone() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether an archived source object has been restored and can be read.
     pub async fn is_restored(&self, key: &str) -> Result<bool> {
         let out = self

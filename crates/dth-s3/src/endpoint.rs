@@ -53,38 +53,8 @@ impl Endpoint {
             }
             None => {}
         }
-        loader = match &spec.credentials {
-            Credentials::DefaultChain => loader,
-            Credentials::Profile { name } => loader.profile_name(name),
-            Credentials::Static {
-                access_key_id,
-                secret_access_key,
-                session_token,
-            } => {
-                if access_key_id.is_empty() || secret_access_key.is_empty() {
-                    return Err(Error::Config {
-                        side,
-                        message: "an access key needs both the key id and the secret key".into(),
-                    });
-                }
-                loader.credentials_provider(aws_credential_types::Credentials::new(
-                    access_key_id,
-                    secret_access_key,
-                    session_token.clone(),
-                    None,
-                    "dth",
-                ))
-            }
-            Credentials::Anonymous => loader.no_credentials(),
-            Credentials::Secret { name } => {
-                return Err(Error::Config {
-                    side,
-                    message: format!(
-                        "the credentials are the hub secret {name:?}, which only the hub can read"
-                    ),
-                });
-            }
-        };
+        loader = with_credentials(loader, &spec.credentials)
+            .map_err(|message| Error::Config { side, message })?;
         let shared = loader.load().await;
         let region = shared
             .region()
@@ -232,6 +202,39 @@ impl Endpoint {
     {
         Error::request(op, self.side, self.target(rel), &self.label, err)
     }
+}
+
+/// Sets how a client of any AWS service (S3, SQS) authenticates; the message says what is wrong.
+pub(crate) fn with_credentials(
+    loader: aws_config::ConfigLoader,
+    credentials: &Credentials,
+) -> std::result::Result<aws_config::ConfigLoader, String> {
+    Ok(match credentials {
+        Credentials::DefaultChain => loader,
+        Credentials::Profile { name } => loader.profile_name(name),
+        Credentials::Static {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        } => {
+            if access_key_id.is_empty() || secret_access_key.is_empty() {
+                return Err("an access key needs both the key id and the secret key".into());
+            }
+            loader.credentials_provider(aws_credential_types::Credentials::new(
+                access_key_id,
+                secret_access_key,
+                session_token.clone(),
+                None,
+                "dth",
+            ))
+        }
+        Credentials::Anonymous => loader.no_credentials(),
+        Credentials::Secret { name } => {
+            return Err(format!(
+                "the credentials are the hub secret {name:?}, which only the hub can read"
+            ));
+        }
+    })
 }
 
 fn normalize_url(side: Side, url: &str) -> Result<String> {

@@ -35,6 +35,8 @@ mod bwlimit;
 pub mod copy;
 pub mod diff;
 pub mod endpoint;
+pub mod event;
+pub mod event_queue;
 mod error;
 pub mod filter;
 pub mod finder;

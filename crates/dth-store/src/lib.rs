@@ -36,6 +36,7 @@ use async_trait::async_trait;
 
 mod accounts;
 mod crypto;
+mod event_items;
 mod events;
 mod postgres;
 mod queue;
@@ -51,6 +52,7 @@ pub use accounts::{
     AccountStore, NewToken, NewUser, OidcPending, Session, TokenInfo, User, UserChange,
 };
 pub use crypto::{MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey};
+pub use event_items::{EventItem, EventItemStore, Ingested};
 pub use events::{AuditFilter, Event, EventStore, NewEvent};
 pub use queue::{Ack, Acked, Item, ItemCount, ItemQuery, NewItem, QueueStore, Retried, Retry};
 pub use retention::{Purged, RetentionStore};
@@ -129,6 +131,7 @@ pub trait Store:
     + SecretStore
     + AccountStore
     + EventStore
+    + EventItemStore
     + SettingStore
     + RetentionStore
     + Send

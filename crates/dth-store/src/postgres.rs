@@ -234,6 +234,7 @@ crate::queue::impl_queue_store!(PgStore, sqlx::Postgres);
 crate::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
 crate::accounts::impl_account_store!(PgStore, sqlx::Postgres);
 crate::events::impl_event_store!(PgStore, sqlx::Postgres);
+crate::event_items::impl_event_item_store!(PgStore, sqlx::Postgres);
 crate::settings::impl_setting_store!(PgStore, sqlx::Postgres);
 crate::retention::impl_retention_store!(PgStore, sqlx::Postgres);
 

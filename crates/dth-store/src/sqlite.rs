@@ -227,6 +227,7 @@ crate::queue::impl_queue_store!(SqliteStore, sqlx::Sqlite);
 crate::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 crate::accounts::impl_account_store!(SqliteStore, sqlx::Sqlite);
 crate::events::impl_event_store!(SqliteStore, sqlx::Sqlite);
+crate::event_items::impl_event_item_store!(SqliteStore, sqlx::Sqlite);
 crate::settings::impl_setting_store!(SqliteStore, sqlx::Sqlite);
 crate::retention::impl_retention_store!(SqliteStore, sqlx::Sqlite);
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use dth_model::Role;
 use dth_model::{ItemKind, ItemState, RunStatus, TaskStatus, Trigger};
 use dth_store::{
-    Ack, Error, Item, MasterKey, NewEvent, NewItem, NewTask, NewToken, NewUser, OidcPending, Retry,
-    Run, Session, Store, Task, UserChange, now_ms,
+    Ack, Error, EventItem, Item, MasterKey, NewEvent, NewItem, NewTask, NewToken, NewUser,
+    OidcPending, Retry, Run, Session, Store, Task, UserChange, now_ms,
 };
 use dth_testkit::PgServer;
 use serde_json::json;
@@ -2038,6 +2038,130 @@ async fn purge_finished_items(c: &Ctx) {
     assert_eq!(s.run_counters(c_run.id).await.unwrap(), c_final);
 }
 
+// ---------------------------------------------------------------- event runs
+
+fn ev(kind: ItemKind, key: &str, size: u64, seq: Option<&str>) -> EventItem {
+    EventItem {
+        item: NewItem {
+            kind,
+            key: key.into(),
+            size,
+            etag: None,
+            part_number: None,
+            payload: json!({}),
+        },
+        sequencer: seq.map(str::to_string),
+    }
+}
+
+async fn event_runs_keep_the_newest_event_per_key(c: &Ctx) {
+    let s = c.store.as_ref();
+    let t = task(s, "events").await;
+    let first = s
+        .ingest_events(
+            &t.id,
+            4,
+            &[
+                ev(ItemKind::Object, "a", 1, Some("0010")),
+                ev(ItemKind::Object, "b", 2, Some("0010")),
+                // A duplicate delivery in the same batch.
+                ev(ItemKind::Object, "a", 1, Some("0010")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!((first.added, first.updated, first.stale), (2, 0, 1));
+    let run = s.get_run(first.run_id).await.unwrap().unwrap();
+    assert_eq!(run.trigger, Trigger::Event);
+    assert_eq!(run.status, RunStatus::Transferring);
+    assert_eq!(run.max_attempts, 4);
+    // A later delete of `a` supersedes its queued copy; an older event of `b` is dropped.
+    let second = s
+        .ingest_events(
+            &t.id,
+            4,
+            &[
+                ev(ItemKind::Delete, "a", 0, Some("0011")),
+                ev(ItemKind::Object, "b", 2, Some("000F")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.run_id, first.run_id);
+    assert_eq!((second.added, second.updated, second.stale), (1, 0, 1));
+    let items = s.list_items(run.id, None, 0, 100).await.unwrap();
+    let state = |kind: ItemKind, key: &str| {
+        items
+            .iter()
+            .find(|i| i.kind == kind && i.key == key)
+            .map(|i| i.state)
+    };
+    assert_eq!(state(ItemKind::Object, "a"), Some(ItemState::Cancelled));
+    assert_eq!(state(ItemKind::Delete, "a"), Some(ItemState::Queued));
+    assert_eq!(state(ItemKind::Object, "b"), Some(ItemState::Queued));
+    // A worker holds `b`: a newer write of `b` waits for that lease, and takes over the item.
+    let claimed = s.claim("w1", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let b = claimed.iter().find(|i| i.key == "b").unwrap();
+    let third = s
+        .ingest_events(&t.id, 4, &[ev(ItemKind::Object, "b", 3, Some("0012"))])
+        .await
+        .unwrap();
+    assert_eq!((third.added, third.updated), (0, 1));
+    let b_now = s.get_item(b.id).await.unwrap().unwrap();
+    assert_eq!(b_now.state, ItemState::Queued);
+    assert_eq!(b_now.size, 3);
+    assert!(b_now.not_before >= b.lease_expires_at.unwrap());
+    // The old holder's ack is refused: the newer event's copy is still to do.
+    let acked = s
+        .ack(
+            "w1",
+            &[Ack {
+                id: b.id,
+                state: ItemState::Done,
+                dst_etag: None,
+                verification: None,
+                payload: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(!acked[0].accepted);
+    // Once everything ended the run finishes; the next event opens a new run.
+    let a = claimed.iter().find(|i| i.key == "a").unwrap();
+    let acks = [Ack {
+        id: a.id,
+        state: ItemState::Done,
+        dst_etag: None,
+        verification: Some("deleted".into()),
+        payload: None,
+    }];
+    assert!(s.ack("w1", &acks).await.unwrap()[0].accepted);
+    s.stop_run(run.id).await.unwrap();
+    let fourth = s
+        .ingest_events(&t.id, 4, &[ev(ItemKind::Object, "c", 1, None)])
+        .await
+        .unwrap();
+    assert_ne!(fourth.run_id, run.id);
+    // A delivery again of an event of the ended run is still recognised.
+    let again = s
+        .ingest_events(&t.id, 4, &[ev(ItemKind::Delete, "a", 0, Some("0011"))])
+        .await
+        .unwrap();
+    assert_eq!((again.added, again.stale), (0, 1));
+    // Without sequencers a repeated event queues the key again (the worker decides by the source).
+    let fifth = s
+        .ingest_events(&t.id, 4, &[ev(ItemKind::Object, "c", 1, None)])
+        .await
+        .unwrap();
+    assert_eq!((fifth.added, fifth.updated, fifth.stale), (0, 1, 0));
+    let err = s
+        .ingest_events("no-such-task", 4, &[ev(ItemKind::Object, "c", 1, None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -2063,6 +2187,7 @@ macro_rules! conformance {
 
 conformance!(
     tasks_crud,
+    event_runs_keep_the_newest_event_per_key,
     advance_schedule_race,
     delete_task_cascades,
     runs_lifecycle,

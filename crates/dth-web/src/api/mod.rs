@@ -8,6 +8,7 @@ use axum::Router;
 use crate::AppState;
 
 pub mod audit;
+pub mod events;
 pub mod openapi;
 pub mod plan;
 pub mod runs;
@@ -63,6 +64,8 @@ routes! {
     get "/tasks/{id}/progress" => tasks::progress,
     get "/tasks/{id}/runs" => runs::list,
     get "/tasks/{id}/events" => tasks::events,
+    post "/tasks/{id}/events" => events::take,
+    post "/tasks/{id}/events/token" => events::new_token,
     get "/runs/{id}" => runs::get,
     get "/runs/{id}/items" => runs::items,
     get "/runs/{id}/samples" => runs::samples,

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{audit, plan, runs, secrets, session, settings, tasks, tokens, users};
+use crate::api::{audit, events, plan, runs, secrets, session, settings, tasks, tokens, users};
 use crate::views;
 
 /// The API's OpenAPI description.
@@ -20,7 +20,7 @@ use crate::views;
         crate::health,
         plan::plan,
         tasks::create, tasks::list, tasks::get, tasks::edit, tasks::start, tasks::stop, tasks::delete,
-        tasks::clone, tasks::progress, tasks::events,
+        tasks::clone, tasks::progress, tasks::events, events::take, events::new_token,
         runs::list, runs::get, runs::items, runs::samples, runs::report, runs::retry,
         settings::prices, settings::put_prices, settings::retention, settings::put_retention,
         settings::test_mail,
@@ -43,7 +43,7 @@ use crate::views;
         views::ReportLine, runs::ReportFormat, dth_model::Plan, dth_model::ObjectPlan,
         dth_model::ImagePlan, dth_model::Requests, dth_model::CostEstimate, dth_model::CostLine,
         dth_model::PriceTable, dth_model::Price, settings::RetentionView, settings::TestMailRequest,
-        settings::TestMailResult,
+        settings::TestMailResult, events::EventsAccepted, events::WebhookToken,
     )),
     modifiers(&BearerAuth, &CommonErrors, &TaggedOperationIds),
     tags(
@@ -69,6 +69,18 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "webhook",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The task's webhook token (POST /api/v1/tasks/{id}/events/token), not an \
+                         API token; or X-Dth-Signature: sha256=HMAC-SHA256(token, body)",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "cookie",

@@ -357,6 +357,8 @@ enum Need {
     Session,
     /// At least this role.
     Role(Role),
+    /// The task's webhook token: every session and API token is refused.
+    WebhookToken,
 }
 
 /// The rule of every route; a route missing here fails the test.
@@ -364,6 +366,8 @@ fn rule(method: &str, path: &str) -> Need {
     use Need::*;
     match (method, path) {
         ("get", "/openapi.json" | "/auth/providers") | ("post", "/session") => Anyone,
+        // The task's own webhook token, never a session or an API token.
+        ("post", "/tasks/{id}/events") => WebhookToken,
         ("get" | "delete", "/session") => Session,
         ("get", "/me") | ("put", "/me/password" | "/me/language") => Role(dth_model::Role::Viewer),
         (_, p) if p.starts_with("/users") || p == "/audit" => Role(dth_model::Role::Admin),
@@ -436,6 +440,7 @@ async fn every_route_answers_each_role_and_anonymous_by_the_table() {
             let is_token = cred.token.is_some();
             let denied = match (need, role) {
                 (Need::Anyone, _) => None,
+                (Need::WebhookToken, _) => Some(StatusCode::UNAUTHORIZED),
                 (_, None) => Some(StatusCode::UNAUTHORIZED),
                 (Need::Session, Some(_)) if is_token => Some(StatusCode::UNAUTHORIZED),
                 (Need::Session, Some(_)) => None,
