@@ -1,5 +1,5 @@
-//! The SQS pollers, run by the scheduler's leader: one long-polling loop per object task whose
-//! source names an SQS queue and that is not stopped. Each batch of messages becomes items of the
+//! The SQS pollers, run by the scheduler's leader: a few long-polling receivers per object task
+//! whose source names an SQS queue and that is not stopped. Each batch of messages becomes items of the
 //! task's event run, and the messages are deleted only after the items are stored, so a crash or
 //! a store error has SQS deliver them again. A message that is not an S3 notification is kept in
 //! the task's event log with its body, raises the task's alarm, and is deleted: it never stops the
@@ -22,6 +22,8 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(20);
 /// How long received messages stay hidden from other receivers while their items are stored.
 const VISIBILITY: Duration = Duration::from_secs(120);
+/// Receivers per queue: while one stores its batch, the others receive the next ones.
+const RECEIVERS: usize = 4;
 /// The most of a malformed message's body the event log keeps.
 const BODY_KEPT: usize = 4096;
 
@@ -74,12 +76,14 @@ impl EventPollers {
                 continue;
             }
             let cancel = shutdown.child_token();
-            tokio::spawn(poll(
-                hub.clone(),
-                id.clone(),
-                events.clone(),
-                cancel.clone(),
-            ));
+            for _ in 0..RECEIVERS {
+                tokio::spawn(poll(
+                    hub.clone(),
+                    id.clone(),
+                    events.clone(),
+                    cancel.clone(),
+                ));
+            }
             self.running.insert(id, (events, cancel));
         }
     }
