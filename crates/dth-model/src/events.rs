@@ -32,11 +32,22 @@ impl EventSource {
     /// Checks the queue URL; the message names the field.
     pub fn validate(&self) -> Result<(), ParseError> {
         let EventSource::Sqs {
-            queue_url, region, ..
+            queue_url,
+            region,
+            credentials,
         } = self
         else {
             return Ok(());
         };
+        if matches!(credentials, Some(Credentials::Static { .. })) {
+            return Err(ParseError::BadValue {
+                what: "source.events.credentials",
+                value: "static".into(),
+                reason: "store the queue's key as a hub secret and give \
+                         {\"kind\": \"secret\", \"name\": …}, or leave it out to use the source's"
+                    .into(),
+            });
+        }
         let bad = |reason: &str| ParseError::BadValue {
             what: "source.events.queue_url",
             value: queue_url.clone(),
@@ -135,6 +146,20 @@ mod tests {
         }
         let json = serde_json::json!({"kind": "sqs", "queue_url": "https://h/1/q", "extra": 1});
         assert!(serde_json::from_value::<EventSource>(json).is_err());
+        let keyed = EventSource::Sqs {
+            queue_url: "https://h/1/q".into(),
+            region: None,
+            credentials: Some(Credentials::Static {
+                access_key_id: "AKIA".into(),
+                secret_access_key: "s3cr3t".into(),
+                session_token: None,
+            }),
+        };
+        let e = keyed.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("source.events.credentials") && !e.contains("s3cr3t"),
+            "{e}"
+        );
         let hook: EventSource =
             serde_json::from_value(serde_json::json!({"kind": "webhook"})).unwrap();
         assert_eq!(hook, EventSource::Webhook);

@@ -71,11 +71,22 @@ pub(crate) fn secret_names(spec: &TaskSpec) -> Vec<(&'static str, String)> {
             _ => None,
         }),
     };
-    ["source", "destination"]
+    let mut out: Vec<(&'static str, String)> = ["source", "destination"]
         .into_iter()
         .zip(names)
         .filter_map(|(side, n)| n.map(|n| (side, n)))
-        .collect()
+        .collect();
+    // The SQS queue's own credentials (never a secret the hub made: clear keys are refused there).
+    if let Job::S3(j) = &spec.job
+        && let Some(events) = &j.source.events
+        && let dth_model::EventSource::Sqs {
+            credentials: Some(Credentials::Secret { name }),
+            ..
+        } = events.as_ref()
+    {
+        out.push(("source.events", name.clone()));
+    }
+    out
 }
 
 /// What a stored secret holds.
