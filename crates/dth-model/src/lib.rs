@@ -16,6 +16,7 @@ mod counters;
 mod endpoint;
 mod events;
 mod image;
+mod json;
 mod options;
 mod outcome;
 mod plan;
@@ -31,6 +32,7 @@ pub use image::{
     DEFAULT_IMAGE_ATTEMPTS, DEFAULT_IMAGE_CONCURRENCY, ImageEndpoint, ImageSync,
     RegistryCredentials,
 };
+pub use json::whole_numbers;
 pub use options::{CompareMode, Sse, SyncOptions};
 pub use outcome::{Action, Verification};
 pub use plan::{

@@ -81,8 +81,10 @@ impl Hub {
         body: &serde_json::Value,
     ) -> Result<Retention, Error> {
         actor.require(Role::Admin)?;
-        let retention: Retention = serde_path_to_error::deserialize(body)
-            .map_err(|e| Error::BadRequest(format!("retention: {}: {}", e.path(), e.inner())))?;
+        let retention: Retention = serde_path_to_error::deserialize(dth_model::whole_numbers(
+            body.clone(),
+        ))
+        .map_err(|e| Error::BadRequest(format!("retention: {}: {}", e.path(), e.inner())))?;
         if retention.purge_items_after_days > MAX_PURGE_AFTER_DAYS {
             return Err(Error::BadRequest(format!(
                 "retention: purge_items_after_days: {} is more than {MAX_PURGE_AFTER_DAYS} \

@@ -249,18 +249,6 @@ where
     T: DeserializeOwned,
 {
     use serde::Deserialize;
-    use serde_json::Value;
-    fn whole(v: Value) -> Value {
-        match v {
-            Value::Number(n) => match n.as_f64() {
-                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    Value::from(f as i64)
-                }
-                _ => Value::Number(n),
-            },
-            Value::Array(a) => Value::Array(a.into_iter().map(whole).collect()),
-            v => v,
-        }
-    }
-    serde_json::from_value(whole(Value::deserialize(d)?)).map_err(serde::de::Error::custom)
+    serde_json::from_value(dth_model::whole_numbers(serde_json::Value::deserialize(d)?))
+        .map_err(serde::de::Error::custom)
 }
