@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::RequestPayer;
 use base64::Engine;
@@ -178,10 +179,9 @@ impl Copier {
             .map_err(|e| self.dst.error("DeleteObject", Some(key), e))
     }
 
-    /// Whether the source object exists now (HEAD; 404 is false).
-    pub async fn source_exists(&self, key: &str) -> Result<bool> {
-        let res = self
-            .src
+    /// HEADs the source object (with requester pays when the source says so).
+    pub(crate) async fn head_source(&self, key: &str) -> Result<HeadObjectOutput> {
+        self.src
             .client()
             .head_object()
             .bucket(self.src.bucket())
@@ -189,8 +189,12 @@ impl Copier {
             .set_request_payer(self.payer())
             .send()
             .await
-            .map_err(|e| self.src.error("HeadObject", Some(key), e));
-        match res {
+            .map_err(|e| self.src.error("HeadObject", Some(key), e))
+    }
+
+    /// Whether the source object exists now (HEAD; 404 is false).
+    pub async fn source_exists(&self, key: &str) -> Result<bool> {
+        match self.head_source(key).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_source_gone() => Ok(false),
             Err(e) => Err(e),
@@ -199,16 +203,7 @@ impl Copier {
 
     /// Whether an archived source object has been restored and can be read.
     pub async fn is_restored(&self, key: &str) -> Result<bool> {
-        let out = self
-            .src
-            .client()
-            .head_object()
-            .bucket(self.src.bucket())
-            .key(self.src.full_key(key))
-            .set_request_payer(self.payer())
-            .send()
-            .await
-            .map_err(|e| self.src.error("HeadObject", Some(key), e))?;
+        let out = self.head_source(key).await?;
         Ok(out
             .restore()
             .is_some_and(|r| r.contains("ongoing-request=\"false\"")))

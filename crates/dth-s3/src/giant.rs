@@ -63,16 +63,7 @@ impl Copier {
     pub async fn begin_giant(&self, obj: &ObjectMeta) -> Result<GiantUpload> {
         self.abort_stale_uploads(&obj.key).await;
         let layout = source_layout(self, obj).await?;
-        let head = self
-            .src
-            .client()
-            .head_object()
-            .bucket(self.src.bucket())
-            .key(self.src.full_key(&obj.key))
-            .set_request_payer(self.payer())
-            .send()
-            .await
-            .map_err(|e| self.src.error("HeadObject", Some(&obj.key), e))?;
+        let head = self.head_source(&obj.key).await?;
         let size = head.content_length().unwrap_or(-1);
         if size != obj.size as i64 {
             return Err(Error::Verify {

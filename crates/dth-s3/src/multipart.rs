@@ -435,16 +435,7 @@ pub(crate) async fn copy_server_side(c: &Arc<Copier>, obj: &ObjectMeta) -> Resul
     if !c.dst.profile().part_copy {
         return copy(c, obj).await;
     }
-    let head = c
-        .src
-        .client()
-        .head_object()
-        .bucket(c.src.bucket())
-        .key(c.src.full_key(&obj.key))
-        .set_request_payer(c.payer())
-        .send()
-        .await
-        .map_err(|e| c.src.error("HeadObject", Some(&obj.key), e))?;
+    let head = c.head_source(&obj.key).await?;
     let meta = SourceMeta::from_head(&head);
     let tagging = c.tagging(&obj.key).await?;
     let req = c

@@ -134,43 +134,39 @@ macro_rules! impl_event_item_store {
                 for ev in items {
                     let kind = ev.item.kind.name();
                     // The key's items in the run: at most one copy and one delete.
-                    let rows: Vec<(i64, String, String, Option<i64>, String)> = sqlx::query_as(
-                        "SELECT id, kind, state, lease_expires_at, payload FROM items \
-                         WHERE run_id = $1 AND key = $2 AND kind IN ('object', 'delete') \
-                         AND part_number = 0",
-                    )
-                    .bind(run_id)
-                    .bind(ev.item.key.as_str())
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(what())?;
-                    // Events delivered again after their run ended: the key's sequencers in the
-                    // task's last few event runs count too.
-                    let earlier: Vec<(String,)> = sqlx::query_as(
-                        "SELECT payload FROM items WHERE key = $3 AND part_number = 0 \
-                         AND kind IN ('object', 'delete') AND run_id IN (SELECT id FROM runs \
-                         WHERE task_id = $1 AND trigger_kind = 'event' AND id <> $2 \
-                         ORDER BY id DESC LIMIT 5)",
-                    )
-                    .bind(task_id)
-                    .bind(run_id)
-                    .bind(ev.item.key.as_str())
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(what())?;
-                    let newest = rows
+                    // The key's items in this run (at most one copy and one delete) and in the
+                    // task's five event runs before it (for events delivered again after their
+                    // run ended): one lookup.
+                    let found: Vec<(i64, i64, String, String, Option<i64>, String)> =
+                        sqlx::query_as(
+                            "SELECT run_id, id, kind, state, lease_expires_at, payload FROM items \
+                             WHERE key = $2 AND part_number = 0 AND kind IN ('object', 'delete') \
+                             AND (run_id = $3 OR run_id IN (SELECT id FROM runs \
+                             WHERE task_id = $1 AND trigger_kind = 'event' ORDER BY id DESC \
+                             LIMIT 6))",
+                        )
+                        .bind(task_id)
+                        .bind(ev.item.key.as_str())
+                        .bind(run_id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(what())?;
+                    let newest = found
                         .iter()
-                        .map(|r| r.4.as_str())
-                        .chain(earlier.iter().map(|r| r.0.as_str()))
-                        .filter_map($crate::event_items::stored_sequencer)
+                        .filter_map(|r| $crate::event_items::stored_sequencer(&r.5))
                         .max_by(|a, b| dth_model::sequencer_cmp(a, b));
+                    let rows: Vec<_> = found
+                        .into_iter()
+                        .filter(|r| r.0 == run_id)
+                        .map(|(_, id, k, state, lease_end, _)| (id, k, state, lease_end))
+                        .collect();
                     if !$crate::event_items::is_newer(ev.sequencer.as_deref(), newest.as_deref()) {
                         done.stale += 1;
                         continue;
                     }
                     // Not before the end of a lease a worker holds on this key.
                     let mut not_before = now;
-                    for (id, k, state, lease_end, _) in &rows {
+                    for (id, k, state, lease_end) in &rows {
                         if state == "leased" {
                             not_before = not_before.max(lease_end.unwrap_or(now));
                         } else if k != kind && state == "queued" {

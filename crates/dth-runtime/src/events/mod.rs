@@ -5,11 +5,11 @@
 pub(crate) mod sqs;
 pub mod webhook;
 
-use dth_model::{ItemKind, Job, S3Job, TaskSpec, TaskStatus};
+use dth_model::{Credentials, EventSource, ItemKind, Job, S3Job, TaskSpec, TaskStatus};
 use dth_s3::ObjectMeta;
 use dth_s3::event::{Change, ObjectEvent};
 use dth_s3::filter::Filter;
-use dth_store::{EventItem, Ingested};
+use dth_store::{EventItem, Ingested, Task};
 
 use crate::{Error, Hub, payload};
 
@@ -23,28 +23,58 @@ pub struct EventsTaken {
     pub ignored: u64,
 }
 
+/// An object task as the events code reads it: its stored row and its job.
+pub(crate) struct EventTask {
+    task: Task,
+    job: S3Job,
+    max_attempts: u32,
+}
+
+impl EventTask {
+    /// Where the task's events come from.
+    pub(crate) fn events(&self) -> Option<&EventSource> {
+        self.job.source.events.as_deref()
+    }
+
+    /// The source bucket's credentials.
+    pub(crate) fn source_credentials(&self) -> &Credentials {
+        &self.job.source.credentials
+    }
+}
+
 impl Hub {
+    /// Reads an object task for its events; an image task is a conflict.
+    pub(crate) async fn event_task(&self, task_id: &str) -> Result<EventTask, Error> {
+        let task = self.task(task_id).await?;
+        let spec: TaskSpec = serde_json::from_value(task.spec.clone())
+            .map_err(|e| Error::BadRequest(format!("task {task_id}: stored spec: {e}")))?;
+        let max_attempts = spec.effective_max_attempts();
+        let Job::S3(job) = spec.job else {
+            return Err(Error::Conflict(format!(
+                "task {task_id} copies images; S3 events are for object tasks"
+            )));
+        };
+        Ok(EventTask {
+            task,
+            job,
+            max_attempts,
+        })
+    }
+
     /// Queues the changes `events` report for an object task into its event run. Events the task
     /// does not cover are counted as ignored; a stopped task takes none.
     pub(crate) async fn take_events(
         &self,
-        task_id: &str,
+        t: &EventTask,
         events: &[ObjectEvent],
     ) -> Result<EventsTaken, Error> {
-        let task = self.task(task_id).await?;
-        if matches!(task.status, TaskStatus::Stopped | TaskStatus::Stopping) {
+        let task_id = t.task.id.as_str();
+        if matches!(t.task.status, TaskStatus::Stopped | TaskStatus::Stopping) {
             return Err(Error::Conflict(format!(
                 "task {task_id} is stopped; start it to take events again"
             )));
         }
-        let spec: TaskSpec = serde_json::from_value(task.spec.clone())
-            .map_err(|e| Error::BadRequest(format!("task {task_id}: stored spec: {e}")))?;
-        let Job::S3(job) = &spec.job else {
-            return Err(Error::BadRequest(format!(
-                "task {task_id} copies images; S3 events are for object tasks"
-            )));
-        };
-        let (items, ignored) = event_items(job, events)?;
+        let (items, ignored) = event_items(&t.job, events)?;
         let mut taken = EventsTaken {
             ignored,
             ..Default::default()
@@ -54,9 +84,9 @@ impl Hub {
         }
         taken.ingested = self
             .store
-            .ingest_events(task_id, spec.effective_max_attempts(), &items)
+            .ingest_events(task_id, t.max_attempts, &items)
             .await?;
-        if task.status != TaskStatus::InProgress {
+        if t.task.status != TaskStatus::InProgress {
             self.store
                 .set_task_status(task_id, TaskStatus::InProgress, None)
                 .await?;

@@ -163,7 +163,8 @@ async fn poll_once(hub: &Arc<Hub>, task_id: &str, events: &EventSource) -> Resul
         }
     }
     if !changes.is_empty() {
-        let taken = hub.take_events(task_id, &changes).await?;
+        let task = hub.event_task(task_id).await?;
+        let taken = hub.take_events(&task, &changes).await?;
         tracing::debug!(task = task_id, ?taken, "events from SQS");
     }
     let all: Vec<&QueueMessage> = messages.iter().collect();
@@ -198,18 +199,11 @@ impl Hub {
         if let Some(q) = self.event_queues.get(task_id, events) {
             return Ok(q);
         }
-        let task = self.task(task_id).await?;
-        let spec: TaskSpec = serde_json::from_value(task.spec)
-            .map_err(|e| Error::BadRequest(format!("task {task_id}: stored spec: {e}")))?;
-        let Job::S3(job) = spec.job else {
-            return Err(Error::Conflict(format!(
-                "task {task_id} is not an object task"
-            )));
-        };
+        let task = self.event_task(task_id).await?;
         let EventSource::Sqs { credentials, .. } = events else {
             return Err(Error::Conflict(format!("task {task_id} has no SQS queue")));
         };
-        let given: &Credentials = credentials.as_ref().unwrap_or(&job.source.credentials);
+        let given: &Credentials = credentials.as_ref().unwrap_or(task.source_credentials());
         let creds = engine::resolve_credentials(self.store.as_ref(), given).await?;
         let queue = EventQueue::connect(events, &creds)
             .await

@@ -5,13 +5,13 @@
 //! hex in `X-Dth-Signature: sha256=…`. An operator makes (or replaces) the token; it is shown
 //! once and kept sealed in the store.
 
-use dth_model::{Actor, EventSource, Job, Role, TaskSpec};
+use dth_model::{Actor, EventSource, Role};
 use dth_s3::event::parse_notification;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::EventsTaken;
+use super::{EventTask, EventsTaken};
 use crate::{Error, Hub};
 
 /// How a webhook call proves it may post events.
@@ -90,26 +90,24 @@ impl Hub {
         if !ok {
             return Err(refused());
         }
-        self.webhook_task(task_id).await?;
+        let task = self.webhook_task(task_id).await?;
         let text = std::str::from_utf8(body)
             .map_err(|_| Error::BadRequest("the body is not UTF-8 JSON".into()))?;
         let events = parse_notification(text)
             .map_err(|why| Error::BadRequest(format!("not an S3 event notification: {why}")))?;
-        self.take_events(task_id, &events).await
+        self.take_events(&task, &events).await
     }
 
     /// The task, if its events come by webhook.
-    async fn webhook_task(&self, task_id: &str) -> Result<(), Error> {
-        let task = self.task(task_id).await?;
-        let spec: TaskSpec = serde_json::from_value(task.spec)
-            .map_err(|e| Error::BadRequest(format!("task {task_id}: stored spec: {e}")))?;
-        match spec.job {
-            Job::S3(job) if job.source.events.as_deref() == Some(&EventSource::Webhook) => Ok(()),
-            _ => Err(Error::Conflict(format!(
+    async fn webhook_task(&self, task_id: &str) -> Result<EventTask, Error> {
+        let task = self.event_task(task_id).await?;
+        if task.events() != Some(&EventSource::Webhook) {
+            return Err(Error::Conflict(format!(
                 "task {task_id} does not take events by webhook; its source.events must be \
                  {{\"kind\": \"webhook\"}}"
-            ))),
+            )));
         }
+        Ok(task)
     }
 }
 

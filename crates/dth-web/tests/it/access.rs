@@ -37,11 +37,7 @@ struct Cred {
 
 impl Site {
     async fn start(access: AccessConfig) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, dth_store::MasterKey::generate())
-            .await
-            .unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let config = Config {
             access,
             ..Config::default()

@@ -25,14 +25,7 @@ struct Api {
 
 impl Api {
     async fn start() -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dth.db");
-        let store = dth_store::open(
-            &format!("sqlite://{}", path.display()),
-            dth_store::MasterKey::generate(),
-        )
-        .await
-        .unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let mut config = Config::default();
         config.access.env_token = Some(TOKEN.to_string());
         let hub = Hub::new(store.clone(), config);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use dth_runtime::{Config, Hub};
+use dth_runtime::Hub;
 use dth_testkit::{PeerKind, S3Peer};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -25,22 +25,8 @@ struct Site {
 
 impl Site {
     async fn start() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, dth_store::MasterKey::generate())
-            .await
-            .unwrap();
-        let mut config = Config {
-            worker_id: "events".into(),
-            concurrency: 8,
-            lease: Duration::from_secs(6),
-            poll: Duration::from_millis(500),
-            retry_base: Duration::from_millis(200),
-            shutdown_grace: Duration::from_secs(2),
-            ..Config::default()
-        };
-        config.access.env_token = Some(TOKEN.into());
-        let hub = Hub::new(store, config);
+        let (store, dir) = crate::common::sqlite_store().await;
+        let hub = Hub::new(store, crate::common::quick_config("events", TOKEN));
         let stop = CancellationToken::new();
         tokio::spawn(Arc::clone(&hub).run_scheduler(stop.clone()));
         tokio::spawn(Arc::clone(&hub).run_workers(stop.clone()));

@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod common;
 mod events;
 mod metrics;
 mod oidc;

@@ -124,11 +124,7 @@ struct Site {
 
 impl Site {
     async fn start(metrics_token: Option<&str>) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, dth_store::MasterKey::generate())
-            .await
-            .unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let mut config = Config {
             worker_id: "metrics-test".into(),
             concurrency: 4,

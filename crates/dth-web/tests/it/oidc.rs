@@ -57,14 +57,7 @@ struct Started {
 
 impl Env {
     async fn start(provider_accounts: &[OidcAccount], oidc: OidcAccounts) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dth.db");
-        let store = dth_store::open(
-            &format!("sqlite://{}", path.display()),
-            dth_store::MasterKey::generate(),
-        )
-        .await
-        .unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let public_url: url::Url = format!("http://{addr}").parse().unwrap();
@@ -462,13 +455,7 @@ async fn oidc_provider_errors_are_escaped_pages() {
 
 #[tokio::test]
 async fn without_a_provider_the_routes_say_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dth_store::open(
-        &format!("sqlite://{}", dir.path().join("dth.db").display()),
-        dth_store::MasterKey::generate(),
-    )
-    .await
-    .unwrap();
+    let (store, _dir) = crate::common::sqlite_store().await;
     let hub = Hub::new(store, Config::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use dth_model::{Actor, Role};
 use dth_runtime::{Config, Hub};
-use dth_store::{MasterKey, Store};
+use dth_store::Store;
 use reqwest::header::{ACCEPT_LANGUAGE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Client, StatusCode, redirect};
 use serde_json::json;
@@ -36,9 +36,7 @@ struct Session {
 impl Portal {
     /// A hub without scheduler or workers: tasks stay as they are made.
     async fn start() -> Portal {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, MasterKey::generate()).await.unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let hub = Hub::new(store.clone(), Config::default());
         let admin_password = hub.ensure_admin("admin@localhost").await.unwrap().unwrap();
         let stop = CancellationToken::new();

@@ -42,11 +42,7 @@ struct Answer {
 
 impl Site {
     async fn start() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, dth_store::MasterKey::generate())
-            .await
-            .unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let hub = Hub::new(store, Config::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use dth_runtime::{Config, Hub};
-use dth_store::{MasterKey, Store};
+use dth_store::Store;
 use dth_testkit::{PeerKind, S3Peer};
 use futures::StreamExt;
 use reqwest::{Client, Method, StatusCode};
@@ -34,20 +34,8 @@ impl Hubs {
 
     /// A hub whose configuration `tune` changes first.
     async fn start_with(tune: impl FnOnce(&mut Config)) -> Hubs {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, MasterKey::generate()).await.unwrap();
-        let mut config = Config {
-            worker_id: "portal-api".into(),
-            concurrency: 8,
-            lease: Duration::from_secs(6),
-            poll: Duration::from_millis(100),
-            retry_base: Duration::from_millis(200),
-            shutdown_grace: Duration::from_secs(2),
-            sample_every: Duration::from_millis(300),
-            ..Config::default()
-        };
-        config.access.env_token = Some(TOKEN.into());
+        let (store, dir) = crate::common::sqlite_store().await;
+        let mut config = crate::common::quick_config("portal-api", TOKEN);
         tune(&mut config);
         let hub = Hub::new(store.clone(), config);
         let stop = CancellationToken::new();

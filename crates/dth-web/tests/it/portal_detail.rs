@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use dth_model::Role;
-use dth_runtime::{Config, Hub};
-use dth_store::{MasterKey, NewUser, Store};
+use dth_runtime::Hub;
+use dth_store::{NewUser, Store};
 use dth_testkit::{PeerKind, S3Peer};
 use futures::StreamExt;
 use reqwest::{Client, Method, StatusCode, header};
@@ -36,30 +36,13 @@ struct Hubs {
     _dir: tempfile::TempDir,
 }
 
-fn config(name: &str) -> Config {
-    let mut config = Config {
-        worker_id: name.into(),
-        concurrency: 8,
-        lease: Duration::from_secs(6),
-        poll: Duration::from_millis(100),
-        retry_base: Duration::from_millis(200),
-        shutdown_grace: Duration::from_secs(2),
-        sample_every: Duration::from_millis(300),
-        ..Config::default()
-    };
-    config.access.env_token = Some(TOKEN.into());
-    config
-}
-
 impl Hubs {
     async fn start() -> Hubs {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, MasterKey::generate()).await.unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let stop = CancellationToken::new();
-        let finder = Hub::new(store.clone(), config("finder"));
+        let finder = Hub::new(store.clone(), crate::common::quick_config("finder", TOKEN));
         tokio::spawn(Arc::clone(&finder).run_scheduler(stop.clone()));
-        let worker = Hub::new(store.clone(), config("worker"));
+        let worker = Hub::new(store.clone(), crate::common::quick_config("worker", TOKEN));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut web = dth_web::WebConfig::new(&format!("http://{addr}").parse().unwrap());

@@ -29,11 +29,7 @@ struct Site {
 
 impl Site {
     async fn start() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dth.db").display());
-        let store = dth_store::open(&url, dth_store::MasterKey::generate())
-            .await
-            .unwrap();
+        let (store, dir) = crate::common::sqlite_store().await;
         let mut config = Config::default();
         config.access.env_token = Some(ADMIN.into());
         let hub = Hub::new(store.clone(), config);
