@@ -54,7 +54,9 @@ pub struct RunSample {
 /// Runs of tasks and their counters.
 #[async_trait]
 pub trait RunStore: Send + Sync {
-    /// Starts a run in FINDING. Fails with [`Error::Conflict`] while another run of the task is FINDING.
+    /// Starts a run in FINDING and takes the task's pending `run_requested_by` in the same
+    /// transaction. Fails with [`Error::Conflict`] while another run of the task is FINDING (the
+    /// request is taken then too: that start was refused).
     async fn create_run(
         &self,
         task_id: &str,
@@ -166,7 +168,13 @@ macro_rules! impl_run_store {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(what())?;
+                sqlx::query("UPDATE tasks SET run_requested_by = NULL WHERE id = $1")
+                    .bind(task_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(what())?;
                 if let Some((run,)) = finding {
+                    tx.commit().await.map_err(what())?;
                     return Err($crate::Error::Conflict(format!(
                         "task {task_id}: run {run} is still finding objects; a new run starts \
                          once it has finished"

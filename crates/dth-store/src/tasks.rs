@@ -68,9 +68,10 @@ pub trait TaskStore: Send + Sync {
         status: TaskStatus,
         error: Option<(String, String)>,
     ) -> Result<()>;
-    /// Moves `next_run_at` from `expected` to `next` only if it still is `expected`, taking
-    /// `run_requested_by`; true when this caller won (so a schedule fires once even with several
-    /// schedulers).
+    /// Moves `next_run_at` from `expected` to `next` only if it still is `expected`; true when
+    /// this caller won (so a schedule fires once even with several schedulers). A pending
+    /// `run_requested_by` stays until [`crate::RunStore::create_run`] takes it, so a watcher
+    /// never sees a start neither pending nor running.
     async fn advance_schedule(
         &self,
         id: &str,
@@ -181,7 +182,7 @@ macro_rules! impl_task_store {
                 next: Option<$crate::Millis>,
             ) -> $crate::Result<bool> {
                 let done = sqlx::query(
-                    "UPDATE tasks SET next_run_at = $3, run_requested_by = NULL, updated_at = $4 \
+                    "UPDATE tasks SET next_run_at = $3, updated_at = $4 \
                      WHERE id = $1 AND next_run_at = $2",
                 )
                 .bind(id)

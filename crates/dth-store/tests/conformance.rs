@@ -370,10 +370,14 @@ async fn create_run_conflict_while_finding(c: &Ctx) {
         .create_run(&t.id, Trigger::Schedule, None, 5)
         .await
         .unwrap();
+    s.request_run(&t.id, "ann@example.com").await.unwrap();
     match s.create_run(&t.id, Trigger::User, None, 5).await {
         Err(Error::Conflict(m)) => assert!(m.contains("finding"), "{m}"),
         other => panic!("expected a conflict, got {other:?}"),
     }
+    // The refused start is no longer pending.
+    let t = s.get_task(&t.id).await.unwrap().unwrap();
+    assert_eq!(t.run_requested_by, None);
     s.set_run_status(r.id, RunStatus::Transferring, None)
         .await
         .unwrap();
@@ -1724,15 +1728,26 @@ async fn edits_and_run_requests(c: &Ctx) {
     let due = s.get_task(&t.id).await.unwrap().unwrap();
     assert_eq!(due.run_requested_by.as_deref(), Some("ann@example.com"));
     let at = due.next_run_at.unwrap();
+    // The request stays pending until its run exists (one transaction), so a watcher never sees
+    // a start that is neither pending nor running.
     assert!(s.advance_schedule(&t.id, at, None).await.unwrap());
     assert_eq!(
-        s.get_task(&t.id).await.unwrap().unwrap().run_requested_by,
-        None
+        s.get_task(&t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .run_requested_by
+            .as_deref(),
+        Some("ann@example.com")
     );
     let r = s
         .create_run(&t.id, Trigger::User, Some("ann@example.com"), 3)
         .await
         .unwrap();
+    assert_eq!(
+        s.get_task(&t.id).await.unwrap().unwrap().run_requested_by,
+        None
+    );
     assert_eq!(r.started_by.as_deref(), Some("ann@example.com"));
     assert_eq!(
         s.get_run(r.id)
