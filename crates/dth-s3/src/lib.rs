@@ -48,6 +48,7 @@ pub mod profile;
 pub mod sort;
 mod stats;
 pub mod sync;
+pub mod uploads;
 mod write;
 
 pub use copy::{Copied, Copier, Transferred};

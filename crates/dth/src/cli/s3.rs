@@ -13,12 +13,17 @@ use tokio_util::sync::CancellationToken;
 
 use dth_model::parse_size;
 
+mod uploads;
+
 #[derive(Debug, Subcommand)]
 pub enum S3Command {
     /// Make a destination bucket (or prefix) hold the same objects as a source, copying only what is
     /// missing or changed, and verifying every copy.
     #[command(after_help = SYNC_EXAMPLES)]
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
+    /// Find and abort the multipart uploads an interrupted sync left open on a bucket.
+    #[command(subcommand)]
+    Uploads(Box<uploads::UploadsCommand>),
 }
 
 const SYNC_EXAMPLES: &str = "\
@@ -253,7 +258,10 @@ fn options(a: &SyncArgs) -> anyhow::Result<SyncOptions> {
 }
 
 pub async fn run(cmd: S3Command, verbose: u8) -> anyhow::Result<ExitCode> {
-    let S3Command::Sync(a) = cmd;
+    let a = match cmd {
+        S3Command::Sync(a) => *a,
+        S3Command::Uploads(c) => return uploads::run(*c).await,
+    };
     let opts = options(&a)?;
     if let Some(p) = &a.prefix_list
         && !p.is_file()

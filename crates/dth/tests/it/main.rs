@@ -17,3 +17,4 @@ mod s3_faults;
 mod s3_sync;
 mod schemathesis;
 mod signin;
+mod uploads;

@@ -21,7 +21,7 @@ use serde_json::Value;
 mod config;
 mod http;
 mod login;
-mod output;
+pub(super) mod output;
 mod secret;
 mod sse;
 mod task;
