@@ -208,7 +208,7 @@ mod tests {
         ] {
             let text = not_listed(e).to_string();
             assert!(
-                text.contains("does not implement ListMultipartUploads"),
+                text.contains("cannot list its open multipart uploads"),
                 "{text}"
             );
             assert!(text.contains("dth s3 sync --state FILE"), "{text}");

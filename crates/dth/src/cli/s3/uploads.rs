@@ -51,7 +51,8 @@ credentials, a server that does not implement ListMultipartUploads).";
 
 const ABORT_EXAMPLES: &str = "\
 Aborting deletes an upload's parts; the object it was writing never appears. Do not abort uploads a
-running sync or another program is still using: --older-than leaves recent ones alone.
+running sync or another program is still using: --older-than leaves recent ones alone. The endpoint
+flags are the sync's destination flags (--dst-*, DTH_DST_*).
 
 Examples:
   # See what would go, then abort everything open under a prefix for more than a day
