@@ -48,6 +48,7 @@ mod progress;
 mod retention;
 mod scheduler;
 mod settings;
+mod upload_log;
 mod worker;
 
 pub use alarm::SmtpConfig;

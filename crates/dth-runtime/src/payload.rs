@@ -1,13 +1,14 @@
 //! What an item carries for the engine besides its key, size and ETag: the rest of the listing entry,
-//! for giant objects the open upload and each part's range and result, for images the planned job
-//! (source and destination names). Stored as JSON in the item.
+//! the multipart upload its last attempt opened, for giant objects the split upload and each part's
+//! range and result, for images the planned job (source and destination names). Stored as JSON in
+//! the item.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dth_model::ItemKind;
 use dth_oci::Digest;
 use dth_oci::plan::ImageJob;
-use dth_s3::{GiantUpload, ObjectMeta, PartCopied};
+use dth_s3::{GiantUpload, ObjectMeta, OpenUpload, PartCopied};
 use dth_store::{Item, NewItem};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,14 @@ pub(crate) struct ObjectPayload {
     /// The open upload, once a giant object was split into parts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<GiantUpload>,
+    /// The multipart upload an attempt opened, recorded before its first part was sent
+    /// ([`crate::upload_log`]); the next attempt aborts it before it starts over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_upload: Option<OpenUpload>,
+    /// An attempt was opening an upload whose id had not come back yet: the next attempt looks
+    /// for it by listing the key's uploads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opening_upload: bool,
     /// Queued by an S3 event, not by a listing: a delete first checks that the source object is
     /// still gone (a later write may have brought it back).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -52,6 +61,8 @@ pub(crate) fn new_item(kind: ItemKind, obj: ObjectMeta) -> NewItem {
             .map(|d| d.as_millis() as i64),
         storage_class: obj.storage_class,
         upload: None,
+        open_upload: None,
+        opening_upload: false,
         from_event: false,
     };
     NewItem {

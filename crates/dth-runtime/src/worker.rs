@@ -2,10 +2,15 @@
 //! with an ack, a retry later, or a dead-letter. A lease lost (expired, or the run stopped) cancels
 //! nothing already verified: the store refuses acks from a worker that no longer holds the item.
 //!
-//! Giant objects: the worker that claims one opens its upload and splits it into part items in one
-//! store transaction (the upload id is recorded before any part is sent); any worker copies parts; the
-//! ack of the last part hands the object back, and the acking worker completes and verifies it. A part
-//! that dies kills its object and aborts the upload.
+//! Multipart uploads: every upload a copy opens is recorded on its item before the first part is sent
+//! ([`crate::upload_log`]); the next attempt at the item (after a crash, or a lost lease) aborts it
+//! before starting over, and so does dead-lettering. No upload is left open, and nothing depends on
+//! ListMultipartUploads.
+//!
+//! Giant objects: the worker that claims one opens its upload (recorded) and splits it into part
+//! items in one store transaction; any worker copies parts; the ack of the last part hands the object
+//! back, and the acking worker completes and verifies it. A part that dies kills its object and
+//! aborts the upload.
 //!
 //! Images: one item per image, copied by the task's copier for that run ([`dth_oci::copy::Copier`]);
 //! the item records the manifest digest.
@@ -47,6 +52,7 @@ use crate::engine::{ImageEngine, S3Engine, TaskEngine};
 use crate::hub::Hub;
 use crate::metrics::{self, timed};
 use crate::payload::{self, PartPayload};
+use crate::upload_log::ItemUploads;
 
 /// Longest delay before an item is tried again.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
@@ -396,7 +402,7 @@ impl Hub {
 
     async fn copy_object(&self, engine: &S3Engine, item: &Item) -> Result<Outcome, dth_s3::Error> {
         let c = &engine.copier;
-        let (obj, mut p) = payload::object(item);
+        let (obj, p) = payload::object(item);
         if let Some(upload) = &p.upload {
             // Every part is done: complete the giant object.
             let parts = timed("parts", self.store.parts(item.id))
@@ -430,6 +436,20 @@ impl Hub {
                 Some(v.name().into()),
             )));
         }
+        if let Some(left) = &p.open_upload {
+            // An earlier attempt opened this upload and did not end it (its worker died).
+            tracing::info!(key = %obj.key, upload_id = %left.upload_id, "aborting the upload an earlier attempt left");
+            c.abort_upload(&obj.key, &left.upload_id).await;
+        }
+        if p.opening_upload {
+            // An earlier attempt died while opening an upload: its id never came back.
+            c.abort_unrecorded_uploads(&obj.key).await;
+        }
+        let log = ItemUploads {
+            hub: self,
+            item,
+            payload: &p,
+        };
         if obj.size >= engine.job.giant_threshold && !c.is_server_side() {
             if c.source()
                 .profile()
@@ -438,13 +458,16 @@ impl Hub {
             {
                 return Ok(Outcome::Ack(skipped(item, "archived")));
             }
-            let upload = match c.begin_giant(&obj).await {
+            let upload = match c.begin_giant(&obj, &log).await {
                 Ok(u) => u,
                 Err(e) if e.is_source_gone() => return Ok(Outcome::Ack(skipped(item, "vanished"))),
                 Err(e) => return Err(e),
             };
             let parts = payload::parts(&obj.key, obj.size, &upload);
+            let mut p = p.clone();
             p.upload = Some(upload.clone());
+            p.open_upload = None;
+            p.opening_upload = false;
             let value = serde_json::to_value(&p).unwrap_or_default();
             let split = timed(
                 "split_item",
@@ -462,11 +485,7 @@ impl Hub {
             tracing::info!(key = %obj.key, parts = parts.len(), "split into parts");
             return Ok(Outcome::Recorded);
         }
-        if item.attempts > 1 && obj.size >= engine.job.options.multipart_threshold {
-            // A worker that died mid-copy may have left an upload open.
-            c.abort_stale_uploads(&obj.key).await;
-        }
-        Ok(Outcome::Ack(match c.transfer(&obj).await? {
+        Ok(Outcome::Ack(match c.transfer(&obj, &log).await? {
             Transferred::Copied(done) => ack(
                 item,
                 ItemState::Done,
@@ -598,9 +617,16 @@ impl Hub {
                 }
             }
             ItemKind::Object => {
-                if let (Some(e), Some(upload)) = (&engine, payload::object(item).1.upload) {
+                let (_, p) = payload::object(item);
+                if let (Some(e), Some(upload)) = (&engine, p.upload) {
                     e.copier.abort_upload(&item.key, &upload.upload_id).await;
                     let _ = self.store.delete_parts(item.id).await;
+                }
+                if let (Some(e), Some(open)) = (&engine, p.open_upload) {
+                    e.copier.abort_upload(&item.key, &open.upload_id).await;
+                }
+                if let (Some(e), true) = (&engine, p.opening_upload) {
+                    e.copier.abort_unrecorded_uploads(&item.key).await;
                 }
             }
             ItemKind::Delete | ItemKind::Image => {}
@@ -750,7 +776,7 @@ fn skipped(item: &Item, why: &str) -> Ack {
     ack(item, ItemState::Skipped, None, Some(why.into()))
 }
 
-fn store_err(key: &str, e: dth_store::Error) -> dth_s3::Error {
+pub(crate) fn store_err(key: &str, e: dth_store::Error) -> dth_s3::Error {
     dth_s3::Error::Io {
         context: format!("recording {key} in the store"),
         source: std::io::Error::other(e.to_string()),

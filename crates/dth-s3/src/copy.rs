@@ -27,7 +27,7 @@ use crate::bwlimit::BandwidthLimit;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::meta::{ObjectMeta, checksum_etag, etag_md5, unquote};
-use crate::multipart;
+use crate::multipart::{self, UploadLog};
 use crate::stats::Stats;
 use crate::write::{SourceMeta, apply_write, tagging_header};
 
@@ -110,13 +110,18 @@ impl Copier {
     }
 
     /// Copies one listed object unless it is archived or gone: the whole decision a transfer makes.
-    pub async fn transfer(self: &Arc<Self>, obj: &ObjectMeta) -> Result<Transferred> {
+    /// Each multipart upload it opens is recorded in `log` before its first part is sent.
+    pub async fn transfer(
+        self: &Arc<Self>,
+        obj: &ObjectMeta,
+        log: &dyn UploadLog,
+    ) -> Result<Transferred> {
         if self.src.profile().is_archived(obj.storage_class.as_deref())
             && !self.is_restored(&obj.key).await?
         {
             return Ok(Transferred::Archived);
         }
-        match self.copy(obj).await {
+        match self.copy(obj, log).await {
             Ok(done) => Ok(Transferred::Copied(done)),
             Err(e) if e.is_source_gone() => Ok(Transferred::Vanished),
             Err(e) => Err(e),
@@ -128,8 +133,9 @@ impl Copier {
         self.server_side
     }
 
-    /// Copies one object and verifies it, retrying short bodies and mismatches.
-    pub async fn copy(self: &Arc<Self>, obj: &ObjectMeta) -> Result<Copied> {
+    /// Copies one object and verifies it, retrying short bodies and mismatches; multipart uploads
+    /// are recorded in `log`.
+    pub async fn copy(self: &Arc<Self>, obj: &ObjectMeta, log: &dyn UploadLog) -> Result<Copied> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -137,9 +143,9 @@ impl Copier {
                 return Err(Error::Cancelled);
             }
             let res = if self.server_side {
-                self.copy_server_side(obj).await
+                self.copy_server_side(obj, log).await
             } else if obj.size >= self.opts.multipart_threshold {
-                multipart::copy(self, obj).await
+                multipart::copy(self, obj, log).await
             } else {
                 self.copy_small(obj).await
             };
@@ -372,9 +378,13 @@ impl Copier {
         })
     }
 
-    async fn copy_server_side(self: &Arc<Self>, obj: &ObjectMeta) -> Result<Verification> {
+    async fn copy_server_side(
+        self: &Arc<Self>,
+        obj: &ObjectMeta,
+        log: &dyn UploadLog,
+    ) -> Result<Verification> {
         if obj.size > self.dst.profile().copy_object_max {
-            return multipart::copy_server_side(self, obj).await;
+            return multipart::copy_server_side(self, obj, log).await;
         }
         let source = copy_source(self.src.bucket(), &self.src.full_key(&obj.key));
         let mut req = self

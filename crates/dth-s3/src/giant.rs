@@ -5,7 +5,8 @@
 //! store).
 //!
 //! Every step is idempotent, because a worker may die anywhere and another take over:
-//! - opening first aborts uploads of the same key left by a worker that died before recording its id;
+//! - opening records the upload id in the caller's [`UploadLog`] before anything else, so the worker
+//!   that takes over from one that died before splitting the object aborts it;
 //! - a part copied again replaces the same part number; with `reuse` a part already stored (ListParts)
 //!   with the right size and an MD5 ETag is taken as it is;
 //! - completing an upload that is already gone checks the destination object instead: it is taken as
@@ -23,7 +24,8 @@ use crate::copy::{Copier, backoff};
 use crate::error::{Error, Result};
 use crate::meta::{ObjectMeta, checksum_etag, etag_md5, etag_parts, unquote};
 use crate::multipart::{
-    abort, check_dst_etag, composite_etag, create_upload, ranges, source_layout, upload_part,
+    UploadLog, abort, check_dst_etag, composite_etag, open_recorded, ranges, source_layout,
+    upload_part,
 };
 use crate::profile::EtagKind;
 use crate::write::{SourceMeta, apply_write};
@@ -58,10 +60,8 @@ pub struct PartCopied {
 }
 
 impl Copier {
-    /// Opens the upload of a giant object, after aborting uploads of the same key that a dead worker
-    /// may have left.
-    pub async fn begin_giant(&self, obj: &ObjectMeta) -> Result<GiantUpload> {
-        self.abort_stale_uploads(&obj.key).await;
+    /// Opens the upload of a giant object, recorded in `log` before it is returned.
+    pub async fn begin_giant(&self, obj: &ObjectMeta, log: &dyn UploadLog) -> Result<GiantUpload> {
         let layout = source_layout(self, obj).await?;
         let head = self.head_source(&obj.key).await?;
         let size = head.content_length().unwrap_or(-1);
@@ -84,12 +84,8 @@ impl Copier {
             .create_multipart_upload()
             .bucket(self.dst.bucket())
             .key(self.dst.full_key(&obj.key));
-        let upload_id = create_upload(
-            self,
-            &obj.key,
-            apply_write!(req, &meta, tagging, &self.opts),
-        )
-        .await?;
+        let req = apply_write!(req, &meta, tagging, &self.opts);
+        let upload_id = open_recorded(self, &obj.key, req, part_size, log).await?;
         Ok(GiantUpload {
             upload_id,
             part_size,
@@ -270,13 +266,15 @@ impl Copier {
         Ok(verification)
     }
 
-    /// Aborts a giant object's upload (logged, not returned, when it fails).
+    /// Aborts an upload (logged, not returned, when it fails; one already gone is fine).
     pub async fn abort_upload(&self, key: &str, upload_id: &str) {
         abort(self, key, upload_id).await;
     }
 
-    /// Aborts every open upload of exactly this key (servers without ListMultipartUploads: none).
-    pub async fn abort_stale_uploads(&self, key: &str) {
+    /// Aborts every open upload of exactly this key, found by ListMultipartUploads: for a process
+    /// that died between opening an upload and recording its id. Servers without the listing (s3s-fs)
+    /// give nothing to abort; the failure is logged.
+    pub async fn abort_unrecorded_uploads(&self, key: &str) {
         let full = self.dst.full_key(key);
         let out = self
             .dst
@@ -285,8 +283,15 @@ impl Copier {
             .bucket(self.dst.bucket())
             .prefix(&full)
             .send()
-            .await;
-        let Ok(out) = out else { return };
+            .await
+            .map_err(|e| self.dst.error("ListMultipartUploads", Some(key), e));
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!(key, "cannot look for an unrecorded upload: {e}");
+                return;
+            }
+        };
         for u in out.uploads() {
             if u.key() == Some(full.as_str())
                 && let Some(id) = u.upload_id()
@@ -294,7 +299,7 @@ impl Copier {
                 tracing::info!(
                     key,
                     upload_id = id,
-                    "aborting an upload left by a dead worker"
+                    "aborting an upload whose id was never recorded"
                 );
                 abort(self, key, id).await;
             }

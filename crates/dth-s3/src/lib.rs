@@ -57,6 +57,7 @@ pub use error::{Error, Result, Side};
 pub use finder::{Finder, Found};
 pub use giant::{GiantUpload, PartCopied};
 pub use meta::{Keyed, ObjectMeta};
+pub use multipart::{OpenUpload, Unrecorded, UploadLog};
 pub use profile::{EtagKind, Profile};
 pub use stats::{Snapshot, Stats};
 pub use sync::{ObjectReport, Summary, Sync};

@@ -10,6 +10,10 @@
 //!
 //! After completion the destination's ETag is checked when it is an MD5 or an MD5-of-parts composite
 //! that we can predict, and its size always.
+//!
+//! Every upload opened here is handed to the caller's [`UploadLog`] before its first part is sent, so
+//! a caller with a store (the hub, `dth s3 sync --state`) can abort an upload left by a process that
+//! died mid-copy without relying on ListMultipartUploads, which some providers lack.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,15 +23,74 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use bytes::Bytes;
 use dth_model::Verification;
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::copy::{Body, Copier, backoff, copy_source};
 use crate::error::{Error, Result};
 use crate::meta::{ObjectMeta, checksum_etag, etag_md5, etag_parts};
 use crate::profile::EtagKind;
+use crate::uploads::{self, Aborted, ListedUpload};
 use crate::write::{SourceMeta, apply_write};
+
+/// A multipart upload an attempt opened: what is recorded before its first part is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenUpload {
+    /// The destination's upload id.
+    pub upload_id: String,
+    /// Bytes per part (the last may be shorter).
+    pub part_size: u64,
+}
+
+/// Where a copy records each multipart upload it opens: that one is about to be opened (so a process
+/// killed before the id came back is known to have maybe left one), then its id, before the first
+/// part is sent. An error stops the copy (an opened upload is aborted first): no part is ever sent
+/// for an unrecorded upload.
+pub trait UploadLog: Send + Sync {
+    /// Records that an upload of `key` is about to be opened.
+    fn opening<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Records that `upload` was opened for `key`.
+    fn opened<'a>(&'a self, key: &'a str, upload: &'a OpenUpload) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The log of a sync without a store: nothing is kept, so a process killed mid-copy leaves its open
+/// uploads behind (`dth s3 uploads` finds and aborts them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unrecorded;
+
+impl UploadLog for Unrecorded {
+    fn opening<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn opened<'a>(&'a self, _key: &'a str, _upload: &'a OpenUpload) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Opens a multipart upload and records it in `log`; an upload that cannot be recorded is aborted.
+pub(crate) async fn open_recorded(
+    c: &Copier,
+    key: &str,
+    req: aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
+    part_size: u64,
+    log: &dyn UploadLog,
+) -> Result<String> {
+    log.opening(key).await?;
+    let upload_id = create_upload(c, key, req).await?;
+    let open = OpenUpload {
+        upload_id,
+        part_size,
+    };
+    if let Err(e) = log.opened(key, &open).await {
+        abort(c, key, &open.upload_id).await;
+        return Err(e);
+    }
+    Ok(open.upload_id)
+}
 
 /// What the source tells about its layout and checksum.
 pub(crate) struct SourceLayout {
@@ -37,7 +100,11 @@ pub(crate) struct SourceLayout {
 }
 
 /// Copies a large object through us in parts.
-pub(crate) async fn copy(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verification> {
+pub(crate) async fn copy(
+    c: &Arc<Copier>,
+    obj: &ObjectMeta,
+    log: &dyn UploadLog,
+) -> Result<Verification> {
     let layout = source_layout(c, obj).await?;
     let part_size = layout
         .part_size
@@ -59,7 +126,8 @@ pub(crate) async fn copy(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verificati
         .create_multipart_upload()
         .bucket(c.dst.bucket())
         .key(c.dst.full_key(&obj.key));
-    let upload_id = create_upload(c, &obj.key, apply_write!(req, &meta, tagging, &c.opts)).await?;
+    let req = apply_write!(req, &meta, tagging, &c.opts);
+    let upload_id = open_recorded(c, &obj.key, req, part_size, log).await?;
     let parts = upload_parts(
         c,
         obj,
@@ -324,22 +392,19 @@ async fn hash_in_order(
 }
 
 pub(crate) async fn abort(c: &Copier, key: &str, upload_id: &str) {
-    let res = c
-        .dst
-        .client()
-        .abort_multipart_upload()
-        .bucket(c.dst.bucket())
-        .key(c.dst.full_key(key))
-        .upload_id(upload_id)
-        .send()
-        .await;
-    if let Err(e) = res {
-        tracing::error!(
-            key,
-            upload_id,
-            "aborting the multipart upload failed: {}",
-            c.dst.error("AbortMultipartUpload", Some(key), e)
-        );
+    let upload = ListedUpload {
+        key: c.dst.full_key(key),
+        upload_id: upload_id.to_string(),
+        initiated: None,
+        storage_class: None,
+    };
+    match uploads::abort(&c.dst, &upload).await {
+        Ok(Aborted::Now) => tracing::debug!(key, upload_id, "multipart upload aborted"),
+        Ok(Aborted::AlreadyGone) => {
+            tracing::debug!(key, upload_id, "multipart upload already gone")
+        }
+        // s3s-fs answers AccessDenied for an upload it no longer has.
+        Err(e) => tracing::warn!(key, upload_id, "aborting the multipart upload failed: {e}"),
     }
 }
 
@@ -431,9 +496,13 @@ pub(crate) async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<Source
 
 /// Copies an object above 5 GiB server-side with UploadPartCopy, or through us where the provider
 /// cannot copy parts.
-pub(crate) async fn copy_server_side(c: &Arc<Copier>, obj: &ObjectMeta) -> Result<Verification> {
+pub(crate) async fn copy_server_side(
+    c: &Arc<Copier>,
+    obj: &ObjectMeta,
+    log: &dyn UploadLog,
+) -> Result<Verification> {
     if !c.dst.profile().part_copy {
-        return copy(c, obj).await;
+        return copy(c, obj, log).await;
     }
     let head = c.head_source(&obj.key).await?;
     let meta = SourceMeta::from_head(&head);
@@ -444,8 +513,9 @@ pub(crate) async fn copy_server_side(c: &Arc<Copier>, obj: &ObjectMeta) -> Resul
         .create_multipart_upload()
         .bucket(c.dst.bucket())
         .key(c.dst.full_key(&obj.key));
-    let upload_id = create_upload(c, &obj.key, apply_write!(req, &meta, tagging, &c.opts)).await?;
     let part_size = c.dst.profile().part_size_for(obj.size, 512 * 1024 * 1024);
+    let req = apply_write!(req, &meta, tagging, &c.opts);
+    let upload_id = open_recorded(c, &obj.key, req, part_size, log).await?;
     let source = copy_source(c.src.bucket(), &c.src.full_key(&obj.key));
     let result: Result<Vec<CompletedPart>> =
         futures::stream::iter(ranges(obj.size, part_size).into_iter().enumerate())

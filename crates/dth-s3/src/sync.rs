@@ -16,6 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::finder::{Finder, Found};
 use crate::meta::ObjectMeta;
+use crate::multipart::Unrecorded;
 use crate::stats::{Snapshot, Stats};
 
 /// What happened to one key, for `--report` and `-v`.
@@ -264,7 +265,7 @@ impl Transfers {
 
     async fn execute(&self, job: Job) {
         match job {
-            Job::Copy(obj) => match self.copier.transfer(&obj).await {
+            Job::Copy(obj) => match self.copier.transfer(&obj, &Unrecorded).await {
                 Ok(Transferred::Copied(done)) => {
                     Stats::add(&self.stats.copied, 1);
                     Stats::add(&self.stats.copied_bytes, obj.size);

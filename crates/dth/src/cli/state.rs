@@ -2,7 +2,9 @@
 //! interrupted sync (Ctrl-C, a crash, a lost machine) goes on where it stopped when run again with the
 //! same endpoints and the same file. The file holds one task per source/destination/options; access
 //! keys given on the command line are kept in it sealed (master key `master.key` beside the file, or
-//! `DTH_MASTER_KEY`) and replaced by the ones given on each run.
+//! `DTH_MASTER_KEY`) and replaced by the ones given on each run. A sync that resumes after one on the
+//! same machine died (SIGKILL, a crash) takes that one's items at once instead of waiting for their
+//! leases to expire; each one's next attempt aborts the multipart upload the dead sync left open.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -67,8 +69,11 @@ pub async fn run(
         alarms: Vec::new(),
         max_attempts: None,
     };
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let config = Config {
-        worker_id: format!("cli:{}", std::process::id()),
+        worker_id: format!("cli:{host}:{}", std::process::id()),
         concurrency: opts.transfers.max(1),
         claim_batch: 64,
         lease: Duration::from_secs(30),
@@ -79,6 +84,9 @@ pub async fn run(
     };
     let hub = Hub::new(Arc::clone(&store), config);
     let (task_id, resumed) = find_or_create(&hub, store.as_ref(), spec).await?;
+    if resumed {
+        take_over_dead_syncs(store.as_ref(), &task_id, &host).await?;
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -206,6 +214,54 @@ async fn find_or_create(
     }
     let spec = serde_json::to_value(&spec)?;
     Ok((hub.create_task(&Actor::system(), &spec).await?.id, false))
+}
+
+/// Gives back the items of the task's run that a sync on this machine held when its process died, so
+/// this one claims them now rather than when their leases expire.
+async fn take_over_dead_syncs(store: &dyn Store, task_id: &str, host: &str) -> anyhow::Result<()> {
+    let Some(run) = store.list_runs(task_id, 1).await?.into_iter().next() else {
+        return Ok(());
+    };
+    let mut dead: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    let mut after = 0;
+    loop {
+        let items = store
+            .list_items(run.id, Some(dth_model::ItemState::Leased), after, 1000)
+            .await?;
+        let Some(last) = items.last() else { break };
+        after = last.id;
+        for item in items {
+            if let Some(owner) = item.lease_owner
+                && dead_sync_here(&owner, host)
+            {
+                dead.entry(owner).or_default().push(item.id);
+            }
+        }
+    }
+    for (owner, ids) in dead {
+        let n = store.release(&owner, &ids).await?;
+        tracing::info!(worker = %owner, items = n, "took over the items of a sync that died");
+    }
+    Ok(())
+}
+
+/// Whether `owner` is the worker id of a sync on this host whose process is gone.
+fn dead_sync_here(owner: &str, host: &str) -> bool {
+    let Some(pid) = owner
+        .strip_prefix("cli:")
+        .and_then(|rest| rest.strip_prefix(host))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|pid| pid.parse::<i32>().ok())
+    else {
+        return false;
+    };
+    if pid <= 0 || pid as u32 == std::process::id() {
+        return false;
+    }
+    // Signal 0 checks for the process without touching it; ESRCH: no such process.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+    !alive
 }
 
 /// The spec without credentials and tuning (speed, memory, retries): what makes two invocations the

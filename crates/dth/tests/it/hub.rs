@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const MIB: usize = 1024 * 1024;
+pub(crate) const MIB: usize = 1024 * 1024;
 pub(crate) const TOKEN: &str = "dth-test-token-0123456789";
 
 /// A `dth` process, killed when dropped.
@@ -67,7 +67,7 @@ impl Proc {
         Proc { child, url }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.child.start_kill().unwrap();
     }
 
@@ -83,7 +83,7 @@ pub(crate) fn new_key() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-fn spec(peer: &S3Peer, schedule: serde_json::Value, giant: usize) -> serde_json::Value {
+pub(crate) fn spec(peer: &S3Peer, schedule: serde_json::Value, giant: usize) -> serde_json::Value {
     let side = |bucket: &str| {
         serde_json::json!({
             "provider": "other", "region": peer.region(), "endpoint_url": peer.endpoint_url(),
@@ -117,7 +117,7 @@ pub(crate) async fn create_task(url: &str, spec: &serde_json::Value) -> String {
 }
 
 /// Puts `n` small objects and the given large ones; returns each key with its MD5.
-async fn seed(peer: &S3Peer, n: usize, large: &[usize]) -> Vec<(String, String, usize)> {
+pub(crate) async fn seed(peer: &S3Peer, n: usize, large: &[usize]) -> Vec<(String, String, usize)> {
     let client = peer.client();
     let mut objs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -162,7 +162,7 @@ async fn seed(peer: &S3Peer, n: usize, large: &[usize]) -> Vec<(String, String, 
     out
 }
 
-async fn assert_copied(peer: &S3Peer, want: &[(String, String, usize)]) {
+pub(crate) async fn assert_copied(peer: &S3Peer, want: &[(String, String, usize)]) {
     let client = peer.client();
     futures::stream::iter(want)
         .for_each_concurrent(16, |(key, md5, _)| {

@@ -12,6 +12,7 @@ mod image_faults;
 mod image_hub;
 mod image_local;
 mod image_sync;
+mod open_uploads;
 mod portal_browser;
 mod s3_faults;
 mod s3_sync;
