@@ -100,8 +100,11 @@ pub struct SyncOptions {
     pub multipart_threshold: u64,
     /// Part size; grown automatically to stay within the provider's part count.
     pub part_size: u64,
-    /// Objects in flight.
+    /// Objects in flight at the start.
     pub transfers: usize,
+    /// Objects in flight the one-shot sync may grow to while throughput grows with them (far
+    /// endpoints need many); at or below `transfers`, the number stays fixed at `transfers`.
+    pub transfers_max: usize,
     /// Memory for object bodies and parts held at once, across all transfers.
     pub buffer_memory: u64,
     /// Bytes per second across the whole sync, `None` for unlimited.
@@ -136,6 +139,7 @@ impl Default for SyncOptions {
             multipart_threshold: 16 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
             transfers: 64,
+            transfers_max: 512,
             buffer_memory: 128 * 1024 * 1024,
             bwlimit: None,
             metadata: true,

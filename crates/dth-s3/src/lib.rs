@@ -32,6 +32,7 @@ assert!(summary.is_success());
 #![deny(missing_docs)]
 
 mod bwlimit;
+mod adapt;
 pub mod copy;
 pub mod diff;
 pub mod endpoint;

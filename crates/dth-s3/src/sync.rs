@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapt::Adaptive;
 use crate::copy::{Copier, Transferred};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
@@ -168,17 +169,27 @@ impl Sync {
                 }
             }
         });
-        let transfers = this.opts.transfers.max(1);
+        // Objects in flight: `transfers`, grown while it pays up to `transfers_max` (see `adapt`).
+        let transfers = Adaptive::new(this.opts.transfers, this.opts.transfers_max);
         let rx =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|j| (j, rx)) });
         rx.take_until(cancel.cancelled())
-            .for_each_concurrent(transfers, |job| {
+            .for_each_concurrent(transfers.cap(), |job| {
                 let this = Arc::clone(&this);
+                let transfers = Arc::clone(&transfers);
                 async move {
+                    let turn = transfers.turn().await;
+                    let bytes = match &job {
+                        Job::Copy(o) => o.size,
+                        Job::Delete(_) => 0,
+                    };
                     let _ = tokio::spawn(async move { this.execute(job).await }).await;
+                    transfers.done(bytes);
+                    drop(turn);
                 }
             })
             .await;
+        tracing::debug!(transfers = transfers.limit(), "objects in flight at the end");
         let _ = planner.await;
         let mut errors = finder
             .await

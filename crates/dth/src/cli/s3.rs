@@ -128,9 +128,13 @@ pub struct SyncArgs {
     /// Part size (grown to stay within the provider's part count)
     #[arg(long, default_value = "16M", value_name = "SIZE")]
     part_size: String,
-    /// Objects copied at once
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    transfers: usize,
+    /// Objects copied at once, fixed [default: 64 at the start, grown while throughput grows, up to
+    /// --max-transfers]
+    #[arg(long, value_name = "N")]
+    transfers: Option<usize>,
+    /// The most objects copied at once when the number adapts (no --transfers)
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    max_transfers: usize,
     /// Memory for object bodies and parts in flight, across all transfers (at least two parts)
     #[arg(long, default_value = "128M", value_name = "SIZE")]
     max_buffer: String,
@@ -227,9 +231,17 @@ fn options(a: &SyncArgs) -> anyhow::Result<SyncOptions> {
     if threshold > 5 << 30 {
         bail!("--multipart-threshold must be at most 5G (the largest single PUT)");
     }
-    if a.transfers == 0 {
-        bail!("--transfers must be at least 1");
+    if a.transfers == Some(0) || a.max_transfers == 0 {
+        bail!("--transfers and --max-transfers must be at least 1");
     }
+    let defaults = SyncOptions::default();
+    let (transfers, transfers_max) = match a.transfers {
+        Some(n) => (n, n),
+        None => (
+            defaults.transfers.min(a.max_transfers),
+            a.max_transfers,
+        ),
+    };
     Ok(SyncOptions {
         compare: a.compare.parse::<CompareMode>()?,
         include: a.include.clone(),
@@ -239,7 +251,8 @@ fn options(a: &SyncArgs) -> anyhow::Result<SyncOptions> {
         list_depth: a.list_depth,
         multipart_threshold: threshold.max(1),
         part_size,
-        transfers: a.transfers,
+        transfers,
+        transfers_max,
         buffer_memory: size("max-buffer", &a.max_buffer)?.max(2 * part_size),
         bwlimit: a
             .bwlimit
