@@ -277,6 +277,7 @@ fn fingerprint(spec: &TaskSpec) -> serde_json::Value {
         for tuning in [
             "bwlimit",
             "transfers",
+            "transfers_max",
             "buffer_memory",
             "retries",
             "list_depth",
