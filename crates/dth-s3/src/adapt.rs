@@ -3,10 +3,10 @@
 //! fill the line, and no fixed number suits both, so the limit starts at `transfers` and grows while
 //! throughput grows with it, up to `transfers_max`:
 //!
-//! - every window (a second, and at least a few objects done) the work done (bytes, plus a fixed
-//!   cost per object so small objects count) is compared with the window before;
-//! - the first window, and every window after a step that gained at least 10 %, grow the limit by
-//!   half again;
+//! - every window (three times an object's mean time in flight, within 0.2–2 s, so a step shows in
+//!   the next window whatever the distance; and at least a few objects done) the work done (bytes,
+//!   plus a fixed cost per object so small objects count) is compared with the window before;
+//! - the first window, and every window after a step that gained at least 10 %, double the limit;
 //! - a step that did not gain 10 % is taken back (fewer connections for the same speed), and growth
 //!   rests for a few windows before it probes one step up again;
 //! - only windows that ran saturated (every permit taken at some point) count: when the listing is
@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Length of one measurement window.
-const WINDOW: Duration = Duration::from_secs(1);
+/// Shortest and longest measurement window.
+const WINDOW_MIN: Duration = Duration::from_millis(200);
+const WINDOW_MAX: Duration = Duration::from_secs(2);
 /// Objects a window needs to be measured.
 const MIN_OBJECTS: u64 = 8;
 /// Work counted per object besides its bytes (requests cost about this much time on a fast line).
@@ -46,6 +47,8 @@ struct State {
     work: u64,
     objects: u64,
     saturated: bool,
+    /// Mean time an object holds its turn (moving average).
+    lifetime: Duration,
     /// Throughput of the last measured window, and the limit then.
     last: Option<(f64, usize)>,
     /// The limit before the last step, to go back to.
@@ -58,6 +61,14 @@ struct State {
 pub struct Turn {
     permit: Option<OwnedSemaphorePermit>,
     owner: Arc<Adaptive>,
+    since: Instant,
+}
+
+impl Turn {
+    /// Ends the turn of an object done (copied, deleted or skipped) with its bytes.
+    pub fn finish(self, bytes: u64) {
+        self.owner.done(bytes, self.since.elapsed());
+    }
 }
 
 impl Drop for Turn {
@@ -85,6 +96,7 @@ impl Adaptive {
                 work: 0,
                 objects: 0,
                 saturated: false,
+                lifetime: Duration::ZERO,
                 last: None,
                 before_step: None,
                 rest: 0,
@@ -119,20 +131,23 @@ impl Adaptive {
         Turn {
             permit: Some(permit),
             owner: Arc::clone(self),
+            since: Instant::now(),
         }
     }
 
-    /// Counts an object done (copied, deleted or skipped) with its bytes, and steps the limit when a
-    /// window is over.
-    pub fn done(&self, bytes: u64) {
+    /// Counts an object done with its bytes and time in flight, and steps the limit when a window
+    /// is over.
+    fn done(&self, bytes: u64, took: Duration) {
         if self.cap == self.floor {
             return;
         }
         let mut s = self.lock();
         s.work += bytes + OBJECT_COST;
         s.objects += 1;
+        s.lifetime = (s.lifetime * 7 + took) / 8;
+        let window = (s.lifetime * 3).clamp(WINDOW_MIN, WINDOW_MAX);
         let elapsed = s.started.elapsed();
-        if elapsed < WINDOW || s.objects < MIN_OBJECTS {
+        if elapsed < window || s.objects < MIN_OBJECTS {
             return;
         }
         let rate = s.work as f64 / elapsed.as_secs_f64();
@@ -199,9 +214,9 @@ impl Adaptive {
     }
 }
 
-/// Half as many again, at least 8 more, at most `cap`.
+/// Twice as many, at most `cap`.
 fn grow(limit: usize, cap: usize) -> usize {
-    (limit + (limit / 2).max(8)).min(cap)
+    (limit * 2).min(cap)
 }
 
 #[cfg(test)]
@@ -214,12 +229,12 @@ mod tests {
         for _ in 0..windows {
             {
                 let mut s = a.lock();
-                s.started = Instant::now() - WINDOW;
+                s.started = Instant::now() - WINDOW_MAX;
                 s.saturated = true;
                 s.objects = MIN_OBJECTS;
                 s.work = rate(s.limit);
             }
-            a.done(0);
+            a.done(0, Duration::from_millis(100));
             seen.push(a.limit());
         }
         seen
@@ -230,8 +245,7 @@ mod tests {
         let a = Adaptive::new(64, 512);
         // Latency-bound: throughput proportional to objects in flight.
         let seen = drive(&a, 12, |limit| limit as u64 * 1000);
-        assert_eq!(seen[0], 96);
-        assert_eq!(*seen.last().unwrap(), 512);
+        assert_eq!(&seen[..4], &[128, 256, 512, 512], "{seen:?}");
         assert_eq!(a.permits.available_permits(), 512);
     }
 
@@ -240,8 +254,8 @@ mod tests {
         let a = Adaptive::new(64, 1024);
         // CPU-bound beyond 150 in flight: flat.
         let seen = drive(&a, 20, |limit| limit.min(150) as u64 * 1000);
-        assert_eq!(&seen[..4], &[96, 144, 216, 144], "{seen:?}");
-        assert!(seen.iter().all(|l| (96..=216).contains(l)), "{seen:?}");
+        assert_eq!(&seen[..4], &[128, 256, 512, 256], "{seen:?}");
+        assert!(seen[3..].iter().all(|l| (256..=512).contains(l)), "{seen:?}");
     }
 
     #[test]
@@ -249,8 +263,8 @@ mod tests {
         let a = Adaptive::new(64, 1024);
         // More than 64 in flight gains nothing (a server that is the limit).
         let seen = drive(&a, 10, |limit| if limit > 64 { 60_000 } else { 64_000 });
-        assert_eq!(&seen[..2], &[96, 64], "{seen:?}");
-        assert!(seen.iter().all(|&l| l <= 96), "{seen:?}");
+        assert_eq!(&seen[..2], &[128, 64], "{seen:?}");
+        assert!(seen.iter().all(|&l| l <= 128), "{seen:?}");
         assert_eq!(*seen.last().unwrap(), 64, "{seen:?}");
     }
 

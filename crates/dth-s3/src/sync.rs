@@ -184,8 +184,7 @@ impl Sync {
                         Job::Delete(_) => 0,
                     };
                     let _ = tokio::spawn(async move { this.execute(job).await }).await;
-                    transfers.done(bytes);
-                    drop(turn);
+                    turn.finish(bytes);
                 }
             })
             .await;
