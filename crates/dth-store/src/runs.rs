@@ -351,6 +351,22 @@ macro_rules! impl_run_store {
                 run_id: i64,
             ) -> $crate::Result<Option<dth_model::RunStatus>> {
                 let what = || $crate::rows::db(format!("finish run {run_id}"));
+                // A read first, off the writer: an item ends many times a second and its run
+                // drains once, so most calls end here without a write transaction.
+                let look: Option<(String, i64)> = sqlx::query_as(
+                    "SELECT status, CAST(CASE WHEN EXISTS (SELECT 1 FROM items WHERE run_id = $1 \
+                     AND state IN ('queued', 'leased', 'waiting')) THEN 1 ELSE 0 END AS BIGINT) \
+                     FROM runs WHERE id = $1",
+                )
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(what())?;
+                if look.is_some_and(|(status, open)| {
+                    open == 1 || status != dth_model::RunStatus::Transferring.name()
+                }) {
+                    return Ok(None);
+                }
                 let mut tx = self.write_tx().await?;
                 let status: Option<(String,)> = sqlx::query_as(&format!(
                     "SELECT status FROM runs WHERE id = $1{}",
