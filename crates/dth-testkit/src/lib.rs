@@ -16,7 +16,8 @@
 //! `DTH_TOOLS_DIR`, falling back to `<workspace>/.tools`, and panics with a hint when they are missing.
 //!
 //! [`FaultProxy`] sits between a client and a peer and injects `503 SlowDown` answers, corrupted
-//! and truncated object bodies and delayed object GETs, counting what it did (and the most object
+//! and truncated object bodies, delayed object GETs and a round trip added to every request (far
+//! endpoints; `dth-latency-proxy` is the same as a command), counting what it did (and the most object
 //! GETs in flight at once) so tests can assert on retries, verification and concurrency.
 //!
 //! [`PgServer`] runs a real PostgreSQL (Debian's binaries, `initdb` into a temporary directory) for

@@ -1,8 +1,9 @@
-//! A reverse proxy in front of an S3 peer that injects faults.
+//! A reverse proxy in front of an S3 peer that injects faults and adds latency to every request.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,11 @@ pub struct Faults {
     pub deny_path_containing: Option<String>,
     /// Every object GET is held this long before it is answered (a slow source); zero for none.
     pub delay_object_gets: Duration,
+    /// Round-trip time added to every request (a far endpoint); zero for none. Half of it is
+    /// waited before the request is forwarded, the other half before the answer's head is sent
+    /// back; bodies then stream at full speed. Each request waits on its own, so requests on
+    /// other connections (or later ones on a kept-alive connection) are not held behind it.
+    pub latency: Duration,
 }
 
 /// What a [`FaultProxy`] has seen and done since it started.
@@ -112,6 +118,7 @@ struct FaultState {
     truncate_left: usize,
     deny: Option<String>,
     delay_gets: Duration,
+    latency: Duration,
     rng: StdRng,
 }
 
@@ -123,6 +130,7 @@ impl FaultState {
             truncate_left: faults.truncate_get_bodies,
             deny: faults.deny_path_containing.clone(),
             delay_gets: faults.delay_object_gets,
+            latency: faults.latency,
             rng: StdRng::seed_from_u64(faults.seed),
         }
     }
@@ -139,18 +147,34 @@ impl FaultProxy {
     /// # Panics
     /// When `upstream_url` is not an `http://host:port` URL or no port can be bound.
     pub async fn start(upstream_url: &str, faults: Faults) -> FaultProxy {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        FaultProxy::start_on(any_port, upstream_url, faults)
+            .await
+            .unwrap_or_else(|e| panic!("FaultProxy in front of {upstream_url:?}: {e}"))
+    }
+
+    /// Starts a proxy listening on `listen` (port 0: a free one) in front of `upstream_url`.
+    ///
+    /// # Errors
+    /// When `upstream_url` is not an `http://host:port` URL, or `listen` cannot be bound.
+    pub async fn start_on(
+        listen: SocketAddr,
+        upstream_url: &str,
+        faults: Faults,
+    ) -> io::Result<FaultProxy> {
+        let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
         let uri: Uri = upstream_url
             .parse()
-            .unwrap_or_else(|e| panic!("FaultProxy upstream {upstream_url:?}: {e}"));
-        assert_eq!(
-            uri.scheme(),
-            Some(&Scheme::HTTP),
-            "FaultProxy upstream {upstream_url:?} must be http://"
-        );
+            .map_err(|e| invalid(format!("upstream {upstream_url:?}: {e}")))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(invalid(format!(
+                "upstream {upstream_url:?} must be http://"
+            )));
+        }
         let upstream = uri
             .authority()
             .cloned()
-            .unwrap_or_else(|| panic!("FaultProxy upstream {upstream_url:?} has no host"));
+            .ok_or_else(|| invalid(format!("upstream {upstream_url:?} has no host")))?;
 
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -171,12 +195,10 @@ impl FaultProxy {
             max_gets_in_flight: AtomicU64::new(0),
         });
 
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("FaultProxy: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("FaultProxy: local address");
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
         let task = tokio::spawn(crate::peer::serve_http1(listener, shared.clone(), handle));
-        FaultProxy { addr, shared, task }
+        Ok(FaultProxy { addr, shared, task })
     }
 
     /// `http://127.0.0.1:PORT` of the proxy: point the client here.
@@ -225,9 +247,32 @@ impl std::fmt::Debug for FaultProxy {
     }
 }
 
-/// Answers one request; an object GET is counted in flight until its answer's body is done, and
-/// held back by the configured delay first.
+/// Answers one request, half the configured latency before it is forwarded and the other half
+/// before the answer's head goes back (each request sleeps on its own).
 async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let latency = shared
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .latency;
+    let there = latency / 2;
+    if !there.is_zero() {
+        tokio::time::sleep(there).await;
+    }
+    let response = handle_faults(shared, req).await;
+    let back = latency - there;
+    if !back.is_zero() {
+        tokio::time::sleep(back).await;
+    }
+    response
+}
+
+/// Answers one request with its faults; an object GET is counted in flight until its answer's
+/// body is done, and held back by the configured delay first.
+async fn handle_faults(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -484,7 +529,101 @@ impl Body for TruncatedBody {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use hyper_util::rt::TokioIo;
+
     use super::*;
+
+    /// An upstream that answers `ok` at once and notes when each request reached it.
+    async fn start_upstream() -> (String, Arc<Mutex<Vec<Instant>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(crate::peer::serve_http1(
+            listener,
+            Arc::clone(&arrivals),
+            |arrivals: Arc<Mutex<Vec<Instant>>>, _req: Request<Incoming>| async move {
+                arrivals.lock().unwrap().push(Instant::now());
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            },
+        ));
+        (url, arrivals)
+    }
+
+    #[tokio::test]
+    async fn latency_is_added_to_each_request_of_a_kept_alive_connection() {
+        let (upstream, arrivals) = start_upstream().await;
+        let latency = Duration::from_millis(200);
+        let proxy = FaultProxy::start(
+            &upstream,
+            Faults {
+                latency,
+                ..Faults::default()
+            },
+        )
+        .await;
+        // One TCP connection, three requests one after another on it.
+        let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        for i in 0..3 {
+            let request = Request::get("/bucket/key")
+                .header(header::HOST, proxy.addr().to_string())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let sent = Instant::now();
+            let response = sender.send_request(request).await.unwrap();
+            let head_after = sent.elapsed();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+            let reached_upstream = arrivals.lock().unwrap()[i].duration_since(sent);
+            assert!(
+                reached_upstream >= latency / 2,
+                "request {i} reached the upstream after {reached_upstream:?}, want >= {:?}",
+                latency / 2
+            );
+            assert!(
+                head_after >= latency && head_after < latency * 4,
+                "request {i} answered after {head_after:?}, want about {latency:?}"
+            );
+        }
+        assert_eq!(proxy.stats().requests, 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_wait_together_not_in_turn() {
+        let (upstream, arrivals) = start_upstream().await;
+        let latency = Duration::from_millis(200);
+        let proxy = FaultProxy::start(
+            &upstream,
+            Faults {
+                latency,
+                ..Faults::default()
+            },
+        )
+        .await;
+        let client = reqwest::Client::new();
+        let url = format!("{}/bucket/key", proxy.endpoint_url());
+        let started = Instant::now();
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (client, url) = (client.clone(), url.clone());
+            requests.spawn(async move { client.get(url).send().await?.text().await });
+        }
+        while let Some(done) = requests.join_next().await {
+            assert_eq!(done.unwrap().unwrap(), "ok");
+        }
+        let took = started.elapsed();
+        // In turn they would take 20 x 200 ms = 4 s.
+        assert!(
+            took >= latency && took < latency * 5,
+            "20 concurrent requests took {took:?}, want about {latency:?}"
+        );
+        assert_eq!(arrivals.lock().unwrap().len(), 20);
+    }
 
     #[test]
     fn object_gets_are_recognised() {
