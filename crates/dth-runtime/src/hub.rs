@@ -46,8 +46,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             worker_id: default_worker_id(),
-            concurrency: 32,
-            claim_batch: 16,
+            concurrency: 64,
+            claim_batch: 64,
             lease: dth_model::DEFAULT_LEASE,
             poll: Duration::from_millis(500),
             retry_base: Duration::from_secs(30),
@@ -151,6 +151,8 @@ pub struct Hub {
     pub(crate) wake_workers: Notify,
     /// SQS clients of the tasks whose events this process polls.
     pub(crate) event_queues: crate::events::sqs::EventQueues,
+    /// This process's acks, batched (started with the first one).
+    pub(crate) acks: std::sync::OnceLock<crate::ack_batch::AckBatcher>,
 }
 
 impl Hub {
@@ -164,6 +166,7 @@ impl Hub {
             wake: Notify::new(),
             wake_workers: Notify::new(),
             event_queues: Default::default(),
+            acks: std::sync::OnceLock::new(),
         })
     }
 

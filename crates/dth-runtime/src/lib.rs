@@ -34,6 +34,7 @@ Run counters are never kept here: they come from item states in the store.
 */
 
 pub mod access;
+mod ack_batch;
 mod alarm;
 mod edit;
 pub mod emf;

@@ -1,5 +1,6 @@
 //! Workers: claim items under a lease, copy and verify them, heartbeat while working, and end each item
-//! with an ack, a retry later, or a dead-letter. A lease lost (expired, or the run stopped) cancels
+//! with an ack (batched with the acks of items ending at the same time, [`crate::ack_batch`]), a
+//! retry later, or a dead-letter. A lease lost (expired, or the run stopped) cancels
 //! nothing already verified: the store refuses acks from a worker that no longer holds the item.
 //!
 //! Multipart uploads: every upload a copy opens is recorded on its item before the first part is sent
@@ -47,6 +48,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::ack_batch::AckBatcher;
 use crate::alarm::Alarm;
 use crate::engine::{ImageEngine, S3Engine, TaskEngine};
 use crate::hub::Hub;
@@ -339,8 +341,11 @@ impl Hub {
     /// Acks an item; a refused ack (the lease was lost) is only logged.
     async fn record(&self, item: &Item, a: Ack) {
         let state = a.state;
-        match timed("ack", self.store.ack(&self.config.worker_id, &[a])).await {
-            Ok(r) if r.first().is_some_and(|r| !r.accepted) => {
+        let acks = self.acks.get_or_init(|| {
+            AckBatcher::start(Arc::clone(&self.store), self.config.worker_id.clone())
+        });
+        match acks.ack(a).await {
+            Ok(r) if !r.accepted => {
                 metrics::acked(item, state, false);
                 tracing::warn!(item = item.id, key = %item.key, "lease lost before the ack");
             }

@@ -62,7 +62,7 @@ pub struct RuntimeArgs {
     #[arg(long, env = "DTH_STORE", value_name = "URL")]
     store: Option<String>,
     /// Items worked on at once by this process.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N")]
     concurrency: usize,
     /// Seconds a claimed item stays ours without a heartbeat; another worker takes it after that.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
