@@ -255,7 +255,10 @@ mod tests {
         // CPU-bound beyond 150 in flight: flat.
         let seen = drive(&a, 20, |limit| limit.min(150) as u64 * 1000);
         assert_eq!(&seen[..4], &[128, 256, 512, 256], "{seen:?}");
-        assert!(seen[3..].iter().all(|l| (256..=512).contains(l)), "{seen:?}");
+        assert!(
+            seen[3..].iter().all(|l| (256..=512).contains(l)),
+            "{seen:?}"
+        );
     }
 
     #[test]

@@ -31,8 +31,8 @@ assert!(summary.is_success());
 */
 #![deny(missing_docs)]
 
-mod bwlimit;
 mod adapt;
+mod bwlimit;
 pub mod copy;
 pub mod diff;
 pub mod endpoint;

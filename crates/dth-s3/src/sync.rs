@@ -188,7 +188,10 @@ impl Sync {
                 }
             })
             .await;
-        tracing::debug!(transfers = transfers.limit(), "objects in flight at the end");
+        tracing::debug!(
+            transfers = transfers.limit(),
+            "objects in flight at the end"
+        );
         let _ = planner.await;
         let mut errors = finder
             .await

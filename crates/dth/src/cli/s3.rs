@@ -237,10 +237,7 @@ fn options(a: &SyncArgs) -> anyhow::Result<SyncOptions> {
     let defaults = SyncOptions::default();
     let (transfers, transfers_max) = match a.transfers {
         Some(n) => (n, n),
-        None => (
-            defaults.transfers.min(a.max_transfers),
-            a.max_transfers,
-        ),
+        None => (defaults.transfers.min(a.max_transfers), a.max_transfers),
     };
     Ok(SyncOptions {
         compare: a.compare.parse::<CompareMode>()?,
