@@ -234,11 +234,6 @@ echo "ratios (sync wall / hub wall, target >= 0.9; measured in this run):"
 echo "  hub_vs_sync_64      = sync --transfers 64 / serve --concurrency 64 = $r64"
 echo "  hub_vs_sync_default = sync defaults / serve default concurrency    = $rdef"
 if [ "$BENCH_HUB_PERF" = 1 ]; then echo "perf of the profiled run (by thread, then by symbol):"; head -4 "$L/perf.txt"; echo "  more: $L/perf.txt"; fi
-echo "load: $(uptime | sed 's/.*load average/load average/')"
-if [ "${#FAILURES[@]}" -gt 0 ]; then
-  echo "CORRECTNESS FAILURES:"
-  printf '  %s\n' "${FAILURES[@]}"
-fi
-echo "logs: $L"
+report_end
 echo "RESULT hub_vs_sync_64=$r64 hub_vs_sync_default=$rdef hub_64_s=${HUB_WALL[64]:-NA} hub_default_s=${HUB_WALL[default]:-NA} sync_64_s=${SYNC_WALL[--transfers 64]:-NA} sync_default_s=${SYNC_WALL[defaults]:-NA} checks_failed=${#FAILURES[@]}"
 if [ "${#FAILURES[@]}" -gt 0 ]; then exit 1; fi

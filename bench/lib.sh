@@ -235,3 +235,13 @@ run_case() {
   RES_OK=$ok
   row "$scen" "$tool" "$RES_WALL" "$(rate "$units" "$RES_WALL")" "$unit" "$RES_RSS" "$(median "${cpus[@]}")" "$note"
 }
+
+# report_end : the machine's load, the correctness failures (if any) and where the logs are ($L).
+report_end() {
+  echo "load: $(uptime | sed 's/.*load average/load average/')"
+  if [ "${#FAILURES[@]}" -gt 0 ]; then
+    echo "CORRECTNESS FAILURES:"
+    printf '  %s\n' "${FAILURES[@]}"
+  fi
+  echo "logs: $L"
+}

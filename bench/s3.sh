@@ -313,6 +313,28 @@ fi
 # The same servers behind a latency proxy each: every request from the client to either side waits the
 # added round trip (half before it is forwarded, half before the answer's head), bodies then stream at full
 # speed. New connections do not pay it for their TCP handshake.
+
+# far_pair SCENARIO BUCKET UNITS UNIT OBJECTS RCLONE_LABEL RCLONE_FLAGS... : rclone, then dth with its
+# defaults, copying BUCKET through the proxies FSRC$ms / FDST$ms ($fs / $fd); sets FAR_RATIO (rclone
+# wall / dth wall).
+far_pair() {
+  local scen=$1 bucket=$2 units=$3 unit=$4 n=$5 label=$6 rc_wall dth_wall=""
+  shift 6
+  run_case "$scen" "$label" "$units" "$unit" "clear_bucket $DST_DIR rct-far" \
+    "check_rclone \$NAME $SRC_DIR/$bucket $DST_DIR/rct-far" -- \
+    "${RC[@]}" sync "FSRC$ms:$bucket" "FDST$ms:rct-far" "$@"
+  rc_wall=$RES_WALL
+  clear_bucket "$DST_DIR" rct-far
+  if [ "$HAVE_DTH" = 1 ]; then
+    run_case "$scen" "dth s3 sync" "$units" "$unit" "clear_bucket $DST_DIR dth-far" \
+      "check_dth \$NAME $SRC_DIR/$bucket $DST_DIR/dth-far $DST_DIR copied=$n verified=$n" -- \
+      "$DTH" s3 sync "s3://$bucket" s3://dth-far --src-endpoint "$fs" --dst-endpoint "$fd" --json
+    [ "$RES_OK" = 1 ] && dth_wall=$RES_WALL
+    clear_bucket "$DST_DIR" dth-far
+  fi
+  FAR_RATIO=$(ratio "$rc_wall" "$dth_wall")
+}
+
 if [ "$BENCH_FAR" = 1 ]; then
   FN=$BENCH_FAR_N FNB=$BENCH_FAR_BIG_COUNT FMIB=$BENCH_FAR_BIG_MIB
   log "(far) generating $FN x $BENCH_FAR_KIB KiB objects (uploaded with rclone) and $FNB x $FMIB MiB in the source"
@@ -332,32 +354,10 @@ if [ "$BENCH_FAR" = 1 ]; then
     log "(far) +$ms ms per request: source $fs, destination $fd"
     SCEN_FS="(far) +${ms} ms, $FN x $BENCH_FAR_KIB KiB"
     SCEN_FL="(far) +${ms} ms, $FNB x $FMIB MiB"
-    run_case "$SCEN_FS" "rclone sync tuned" "$FN" obj/s "clear_bucket $DST_DIR rct-far" \
-      'check_rclone $NAME $SRC_DIR/far-small $DST_DIR/rct-far' -- \
-      "${RC[@]}" sync "FSRC$ms:far-small" "FDST$ms:rct-far" "${RCLONE_TUNED[@]}"
-    f_rc=$RES_WALL f_dth=""
-    clear_bucket "$DST_DIR" rct-far
-    if [ "$HAVE_DTH" = 1 ]; then
-      run_case "$SCEN_FS" "dth s3 sync" "$FN" obj/s "clear_bucket $DST_DIR dth-far" \
-        "check_dth \$NAME $SRC_DIR/far-small $DST_DIR/dth-far $DST_DIR copied=$FN verified=$FN" -- \
-        "$DTH" s3 sync s3://far-small s3://dth-far --src-endpoint "$fs" --dst-endpoint "$fd" --json
-      [ "$RES_OK" = 1 ] && f_dth=$RES_WALL
-      clear_bucket "$DST_DIR" dth-far
-    fi
-    r_small=$(ratio "$f_rc" "$f_dth")
-    run_case "$SCEN_FL" "rclone sync tuned (16M x 8 parts)" "$((FNB * FMIB))" MiB/s "clear_bucket $DST_DIR rct-far" \
-      'check_rclone $NAME $SRC_DIR/far-large $DST_DIR/rct-far' -- \
-      "${RC[@]}" sync "FSRC$ms:far-large" "FDST$ms:rct-far" "${RCLONE_TUNED_BIG[@]}"
-    f_rc=$RES_WALL f_dth=""
-    clear_bucket "$DST_DIR" rct-far
-    if [ "$HAVE_DTH" = 1 ]; then
-      run_case "$SCEN_FL" "dth s3 sync" "$((FNB * FMIB))" MiB/s "clear_bucket $DST_DIR dth-far" \
-        "check_dth \$NAME $SRC_DIR/far-large $DST_DIR/dth-far $DST_DIR copied=$FNB verified=$FNB" -- \
-        "$DTH" s3 sync s3://far-large s3://dth-far --src-endpoint "$fs" --dst-endpoint "$fd" --json
-      [ "$RES_OK" = 1 ] && f_dth=$RES_WALL
-      clear_bucket "$DST_DIR" dth-far
-    fi
-    r_large=$(ratio "$f_rc" "$f_dth")
+    far_pair "$SCEN_FS" far-small "$FN" obj/s "$FN" "rclone sync tuned" "${RCLONE_TUNED[@]}"
+    r_small=$FAR_RATIO
+    far_pair "$SCEN_FL" far-large "$((FNB * FMIB))" MiB/s "$FNB" "rclone sync tuned (16M x 8 parts)" "${RCLONE_TUNED_BIG[@]}"
+    r_large=$FAR_RATIO
     p1=FSRC${ms}_PID p2=FDST${ms}_PID
     stop_pid "${!p1}" "${!p2}"
     FAR_RESULTS+=("far${ms}_small_ratio=$r_small" "far${ms}_large_ratio=$r_large")
@@ -385,12 +385,7 @@ echo "  large_vs_rclone = dth MiB/s / rclone tuned MiB/s, (b)                   
 [ "${#FAR_LINES[@]}" = 0 ] || printf '%s\n' "${FAR_LINES[@]}"
 echo "targets (issue 14): small_ratio >= 2, large_vs_raw >= 0.9, diff ratios >= 2.5 with RSS <= 100 MiB,"
 echo "  far*_small_ratio >= 2 at every distance; rss_10g_mib <= 256"
-echo "load: $(uptime | sed 's/.*load average/load average/')"
 [ "$HAVE_DTH" = 1 ] || echo "dth was not run (not built): peer figures only"
-if [ "${#FAILURES[@]}" -gt 0 ]; then
-  echo "CORRECTNESS FAILURES:"
-  printf '  %s\n' "${FAILURES[@]}"
-fi
-echo "logs: $L"
+report_end
 echo "RESULT small_ratio=$small_ratio noop_ratio=$noop_ratio large_vs_raw=$large_vs_raw rss_10g_mib=${RSS_10G:-NA} large_vs_rclone=$large_vs_rclone ${DIFF_RESULTS[*]}${DIFF_RESULTS:+ }${FAR_RESULTS[*]}${FAR_RESULTS:+ }checks_failed=${#FAILURES[@]}"
 if [ "${#FAILURES[@]}" -gt 0 ]; then exit 1; fi

@@ -24,8 +24,7 @@ use crate::copy::{Copier, backoff};
 use crate::error::{Error, Result};
 use crate::meta::{ObjectMeta, checksum_etag, etag_md5, etag_parts, unquote};
 use crate::multipart::{
-    UploadLog, abort, check_dst_etag, composite_etag, open_recorded, ranges, source_layout,
-    upload_part,
+    UploadLog, check_dst_etag, composite_etag, open_recorded, ranges, source_layout, upload_part,
 };
 use crate::profile::EtagKind;
 use crate::write::{SourceMeta, apply_write};
@@ -264,45 +263,5 @@ impl Copier {
             Err(e) => return Err(e),
         }
         Ok(verification)
-    }
-
-    /// Aborts an upload (logged, not returned, when it fails; one already gone is fine).
-    pub async fn abort_upload(&self, key: &str, upload_id: &str) {
-        abort(self, key, upload_id).await;
-    }
-
-    /// Aborts every open upload of exactly this key, found by ListMultipartUploads: for a process
-    /// that died between opening an upload and recording its id. Servers without the listing (s3s-fs)
-    /// give nothing to abort; the failure is logged.
-    pub async fn abort_unrecorded_uploads(&self, key: &str) {
-        let full = self.dst.full_key(key);
-        let out = self
-            .dst
-            .client()
-            .list_multipart_uploads()
-            .bucket(self.dst.bucket())
-            .prefix(&full)
-            .send()
-            .await
-            .map_err(|e| self.dst.error("ListMultipartUploads", Some(key), e));
-        let out = match out {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::warn!(key, "cannot look for an unrecorded upload: {e}");
-                return;
-            }
-        };
-        for u in out.uploads() {
-            if u.key() == Some(full.as_str())
-                && let Some(id) = u.upload_id()
-            {
-                tracing::info!(
-                    key,
-                    upload_id = id,
-                    "aborting an upload whose id was never recorded"
-                );
-                abort(self, key, id).await;
-            }
-        }
     }
 }

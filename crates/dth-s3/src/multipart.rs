@@ -398,13 +398,41 @@ pub(crate) async fn abort(c: &Copier, key: &str, upload_id: &str) {
         initiated: None,
         storage_class: None,
     };
-    match uploads::abort(&c.dst, &upload).await {
+    abort_listed(c, key, &upload).await;
+}
+
+/// Aborts one upload of `key`, logging the outcome.
+async fn abort_listed(c: &Copier, key: &str, upload: &ListedUpload) {
+    let upload_id = upload.upload_id.as_str();
+    match uploads::abort(&c.dst, upload).await {
         Ok(Aborted::Now) => tracing::debug!(key, upload_id, "multipart upload aborted"),
         Ok(Aborted::AlreadyGone) => {
             tracing::debug!(key, upload_id, "multipart upload already gone")
         }
         // s3s-fs answers AccessDenied for an upload it no longer has.
         Err(e) => tracing::warn!(key, upload_id, "aborting the multipart upload failed: {e}"),
+    }
+}
+
+impl Copier {
+    /// Aborts an upload (logged, not returned, when it fails; one already gone is fine).
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) {
+        abort(self, key, upload_id).await;
+    }
+
+    /// Aborts every open upload of exactly this key, found by ListMultipartUploads: for a process
+    /// that died between opening an upload and recording its id. Servers without the listing (s3s-fs)
+    /// give nothing to abort; the failure is logged.
+    pub async fn abort_unrecorded_uploads(&self, key: &str) {
+        match uploads::of_key(&self.dst, key).await {
+            Ok(open) => {
+                for u in open {
+                    tracing::info!(key, upload_id = %u.upload_id, "aborting an upload whose id was never recorded");
+                    abort_listed(self, key, &u).await;
+                }
+            }
+            Err(e) => tracing::warn!(key, "cannot look for an unrecorded upload: {e}"),
+        }
     }
 }
 

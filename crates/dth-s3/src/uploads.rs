@@ -74,18 +74,7 @@ impl<'a> UploadPages<'a> {
             .send()
             .await
             .map_err(|e| not_listed(ep.error("ListMultipartUploads", Some(""), e)))?;
-        let page: Vec<ListedUpload> = out
-            .uploads()
-            .iter()
-            .filter_map(|u| {
-                Some(ListedUpload {
-                    key: u.key()?.to_string(),
-                    upload_id: u.upload_id()?.to_string(),
-                    initiated: u.initiated().and_then(|t| SystemTime::try_from(*t).ok()),
-                    storage_class: u.storage_class().map(|c| c.as_str().to_string()),
-                })
-            })
-            .collect();
+        let page: Vec<ListedUpload> = out.uploads().iter().filter_map(listed).collect();
         if out.is_truncated() != Some(true) {
             self.done = true;
             return Ok(Some(page));
@@ -118,6 +107,36 @@ impl<'a> UploadPages<'a> {
         self.upload_id_marker = upload_id_marker;
         Ok(Some(page))
     }
+}
+
+/// The open uploads of exactly `key` (relative to the endpoint's prefix), from one listing page:
+/// for a copy that died between opening an upload and learning its id.
+pub async fn of_key(endpoint: &Endpoint, key: &str) -> Result<Vec<ListedUpload>> {
+    let full = endpoint.full_key(key);
+    let out = endpoint
+        .client()
+        .list_multipart_uploads()
+        .bucket(endpoint.bucket())
+        .prefix(&full)
+        .send()
+        .await
+        .map_err(|e| not_listed(endpoint.error("ListMultipartUploads", Some(key), e)))?;
+    Ok(out
+        .uploads()
+        .iter()
+        .filter_map(listed)
+        .filter(|u| u.key == full)
+        .collect())
+}
+
+/// One upload of a listing, if the server named its key and id.
+fn listed(u: &aws_sdk_s3::types::MultipartUpload) -> Option<ListedUpload> {
+    Some(ListedUpload {
+        key: u.key()?.to_string(),
+        upload_id: u.upload_id()?.to_string(),
+        initiated: u.initiated().and_then(|t| SystemTime::try_from(*t).ok()),
+        storage_class: u.storage_class().map(|c| c.as_str().to_string()),
+    })
 }
 
 /// What [`abort`] found.

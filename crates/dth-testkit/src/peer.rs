@@ -250,6 +250,41 @@ impl S3Peer {
         self.data_dir.as_deref()
     }
 
+    /// The multipart uploads open in `bucket`: s3s-fs's `.upload-*.json` file names (it has no
+    /// ListMultipartUploads; its files are not per bucket, so every bucket's count), else the
+    /// server's own listing as `key:upload-id`.
+    ///
+    /// # Panics
+    /// When the listing fails.
+    pub async fn open_uploads(&self, bucket: &str) -> Vec<String> {
+        if self.kind == PeerKind::S3sFs {
+            let dir = self.data_dir().expect("s3s-fs serves a directory");
+            return std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("s3s-fs data dir {}: {e}", dir.display()))
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".upload-"))
+                .collect();
+        }
+        let out = self
+            .client()
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} peer: ListMultipartUploads {bucket} failed: {}",
+                    self.kind,
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            });
+        out.uploads()
+            .iter()
+            .map(|u| format!("{}:{}", u.key().unwrap_or(""), u.upload_id().unwrap_or("")))
+            .collect()
+    }
+
     /// The file the peer's stdout and stderr go to, for debugging a failing test.
     pub fn log_path(&self) -> &Path {
         &self.log_path

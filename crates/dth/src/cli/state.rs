@@ -75,7 +75,6 @@ pub async fn run(
     let config = Config {
         worker_id: format!("cli:{host}:{}", std::process::id()),
         concurrency: opts.transfers.max(1),
-        claim_batch: 64,
         lease: Duration::from_secs(30),
         poll: Duration::from_millis(100),
         retry_base: Duration::from_secs(1),

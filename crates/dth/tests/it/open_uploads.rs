@@ -15,31 +15,9 @@ use dth_testkit::{PeerKind, S3Peer};
 use tokio::process::Command;
 
 use crate::hub::{
-    MIB, Proc, assert_copied, create_task, latest_run, new_key, seed, spec, wait_for_task_end,
+    MIB, Proc, assert_copied, create_task, latest_run, new_key, restartable_serve, seed, spec,
+    wait_for_task_end,
 };
-
-/// The uploads open at the destination bucket `dst`: s3s-fs's upload files, or moto's listing.
-async fn open_uploads(peer: &S3Peer) -> Vec<String> {
-    if let Some(dir) = peer.data_dir() {
-        return std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".upload-"))
-            .collect();
-    }
-    let out = peer
-        .client()
-        .list_multipart_uploads()
-        .bucket("dst")
-        .send()
-        .await
-        .unwrap();
-    out.uploads()
-        .iter()
-        .map(|u| format!("{}:{}", u.key().unwrap_or(""), u.upload_id().unwrap_or("")))
-        .collect()
-}
 
 /// Waits until the destination has an upload open that is not in `before` (the kill lands
 /// mid-copy), then `then` more; then, on a peer without ListMultipartUploads, until no item of the
@@ -47,7 +25,12 @@ async fn open_uploads(peer: &S3Peer) -> Vec<String> {
 async fn wait_for_kill_point(peer: &S3Peer, db: &str, key: &str, before: &[String], then: u64) {
     let t0 = Instant::now();
     let limit = Duration::from_secs(90);
-    while open_uploads(peer).await.iter().all(|u| before.contains(u)) {
+    while peer
+        .open_uploads("dst")
+        .await
+        .iter()
+        .all(|u| before.contains(u))
+    {
         assert!(t0.elapsed() < limit, "no new multipart upload was opened");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -103,13 +86,13 @@ async fn killed_state_sync(kind: PeerKind, large: &[usize], bwlimit: &str) {
     };
     // Killed three times, each while uploads are open, at different depths into the copy.
     for (round, then) in [200u64, 900, 1600].into_iter().enumerate() {
-        let before = open_uploads(&peer).await;
+        let before = peer.open_uploads("dst").await;
         let mut child = sync(Some(bwlimit)).spawn().unwrap();
         wait_for_kill_point(&peer, &db, &key, &before, then).await;
         child.start_kill().unwrap();
         child.wait().await.unwrap();
         assert!(
-            !open_uploads(&peer).await.is_empty(),
+            !peer.open_uploads("dst").await.is_empty(),
             "round {round}: killed with no upload open"
         );
     }
@@ -125,7 +108,7 @@ async fn killed_state_sync(kind: PeerKind, large: &[usize], bwlimit: &str) {
     assert_eq!(s["resumed"], true, "{s}");
     assert_eq!(s["failed"], 0, "{s}");
     assert_copied(&peer, &want).await;
-    assert_eq!(open_uploads(&peer).await, Vec::<String>::new());
+    assert_eq!(peer.open_uploads("dst").await, Vec::<String>::new());
     // Every object's item is done in one run (the kills cost attempts, not copies).
     let store = dth_store::open(&db, MasterKey::parse(&key).unwrap())
         .await
@@ -164,19 +147,7 @@ async fn killed_hub_leaves_no_upload_open() {
     peer.create_bucket("src").await;
     peer.create_bucket("dst").await;
     let want = seed(&peer, 30, &[24 * MIB, 64 * MIB + 11, 150 * MIB]).await;
-    let args = [
-        "serve",
-        "--data-dir",
-        data_dir,
-        "--listen",
-        "127.0.0.1:0",
-        "--lease",
-        "3",
-        "--retry-delay",
-        "1",
-        "--concurrency",
-        "4",
-    ];
+    let args = restartable_serve(data_dir);
     let mut hub = Proc::spawn(&args, &key).await;
     // Below the giant threshold: plain multipart copies, slowed so the kills land mid-upload.
     let mut task = spec(&peer, "once".into(), 1 << 30);
@@ -185,7 +156,7 @@ async fn killed_hub_leaves_no_upload_open() {
     let mut before = Vec::new();
     for then in [300u64, 1200] {
         wait_for_kill_point(&peer, &db, &key, &before, then).await;
-        before = open_uploads(&peer).await;
+        before = peer.open_uploads("dst").await;
         assert!(!before.is_empty());
         hub.kill();
         hub = Proc::spawn(&args, &key).await;
@@ -199,6 +170,6 @@ async fn killed_hub_leaves_no_upload_open() {
     let c = store.run_counters(run.id).await.unwrap();
     assert_eq!((c.copied, c.dead), (want.len() as u64, 0), "{c:?}");
     assert_copied(&peer, &want).await;
-    assert_eq!(open_uploads(&peer).await, Vec::<String>::new());
+    assert_eq!(peer.open_uploads("dst").await, Vec::<String>::new());
     drop(hub);
 }

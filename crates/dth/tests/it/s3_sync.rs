@@ -195,15 +195,9 @@ async fn copies_large_objects_in_parallel_parts() {
             .expect("report line");
         assert_eq!(big_line["action"], "copy");
         assert!(big_line["verification"].is_string(), "{kind}: {big_line}");
-        // s3s-fs keeps an open multipart upload as a .upload-*.json file: none may remain.
-        if let Some(dir) = peer.data_dir() {
-            let orphans: Vec<_> = std::fs::read_dir(dir)
-                .unwrap()
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
-                .collect();
-            assert!(orphans.is_empty(), "{kind}: orphan uploads {orphans:?}");
-        }
+        // No multipart upload may remain open.
+        let orphans = peer.open_uploads("dst").await;
+        assert!(orphans.is_empty(), "{kind}: orphan uploads {orphans:?}");
     }
 }
 

@@ -108,6 +108,13 @@ async fn uploads_with_secret(peer: &S3Peer, args: &[&str], secret: &str) -> Run 
 }
 
 /// The `--json` lines as (key, upload id), with the `result` of each when there is one.
+/// The command failed (exit 2) with one line on stderr that contains `needle`.
+fn assert_one_line_error(run: &Run, needle: &str) {
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains(needle), "{}", run.stderr);
+}
+
 fn json_lines(run: &Run) -> Vec<(String, String, Option<String>)> {
     run.stdout
         .lines()
@@ -340,33 +347,11 @@ async fn uploads_errors_are_one_clear_line() {
     }
 
     let missing = uploads(&peer, &["list", "s3://no-such-bucket"]).await;
-    assert_eq!(missing.code, 2);
-    assert_eq!(
-        missing.stderr.trim_end().lines().count(),
-        1,
-        "{}",
-        missing.stderr
-    );
-    assert!(
-        missing.stderr.contains("NoSuchBucket"),
-        "{}",
-        missing.stderr
-    );
+    assert_one_line_error(&missing, "NoSuchBucket");
 
     let wrong = "not-the-secret-key";
     let denied = uploads_with_secret(&peer, &["list", "s3://bkt"], wrong).await;
-    assert_eq!(denied.code, 2);
-    assert_eq!(
-        denied.stderr.trim_end().lines().count(),
-        1,
-        "{}",
-        denied.stderr
-    );
-    assert!(
-        denied.stderr.contains("check the destination credentials"),
-        "{}",
-        denied.stderr
-    );
+    assert_one_line_error(&denied, "check the destination credentials");
 
     let port = peer.port();
     drop(peer);
@@ -385,7 +370,5 @@ async fn uploads_errors_are_one_clear_line() {
         ],
     )
     .await;
-    assert_eq!(run.code, 2);
-    assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
+    assert_one_line_error(&run, "cannot connect");
 }
