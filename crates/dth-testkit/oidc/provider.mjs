@@ -10,8 +10,9 @@
 //
 // Any login the dev form is given signs in (any password); a login missing from `accounts` gets
 // email = name = login, email_verified = true, groups = []. The claims email, email_verified,
-// name and groups are put into the ID token as well (conformIdTokenClaims: false). Prints
-// `listening <issuer>` once it accepts connections.
+// name and groups are put into the ID token as well (conformIdTokenClaims: false). Prints each
+// start-up step with its time (`key ready in N ms`, `provider ready in N ms`), then
+// `listening <issuer>` once it accepts connections, so a slow start says where it stood.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -33,6 +34,9 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
 const issuer = `http://127.0.0.1:${port}`;
 const accounts = config.accounts || {};
 
+const started = Date.now();
+const step = (what) => console.log(`${what} in ${Date.now() - started} ms`);
+
 // A fresh signing key per run, instead of the provider's (warned about) development keys.
 const signingKey = {
   ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
@@ -40,6 +44,7 @@ const signingKey = {
   alg: 'RS256',
   kid: randomBytes(8).toString('hex'),
 };
+step('key ready');
 
 function claimsOf(login) {
   const known = Object.hasOwn(accounts, login) ? accounts[login] : undefined;
@@ -100,6 +105,8 @@ const provider = new Provider(issuer, {
   },
 });
 
+step('provider ready');
+
 provider.on('server_error', (_ctx, err) => console.error('provider.mjs: server_error', err));
 provider.on('grant.error', (_ctx, err) => console.error('provider.mjs: grant.error', err.message));
 
@@ -109,6 +116,7 @@ server.on('error', (err) => {
   process.exit(1);
 });
 server.listen(port, '127.0.0.1', () => {
+  step('listening');
   console.log(`listening ${issuer}`);
 });
 
