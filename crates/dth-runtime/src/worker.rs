@@ -31,6 +31,11 @@
 //! thins out. One item does wait, under heartbeats: the first of a run this process sees, which
 //! makes the task's engine (the run's other items in that claim are given back).
 //!
+//! Claims come in batches: with items in flight, the worker claims again only once an eighth of its
+//! slots is free ([`claim_at`]), not at every item that ends. A claim is a write on the store's one
+//! writer, like an ack batch; claiming per ended item made a run of small objects cost a claim
+//! transaction for every few objects.
+//!
 //! Shutdown: no more claims; items in flight get `shutdown_grace` to finish, then are cancelled and
 //! given back to the queue without counting the attempt.
 
@@ -80,7 +85,7 @@ impl Hub {
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
-            if free == 0 {
+            if free == 0 || (free < claim_at(self.config.concurrency) && !running.is_empty()) {
                 tokio::select! {
                     _ = running.join_next() => {}
                     _ = shutdown.cancelled() => {}
@@ -320,7 +325,12 @@ impl Hub {
                 }),
             };
             match res {
-                Ok(Outcome::Ack(a)) => self.record(&item, a).await,
+                Ok(Outcome::Ack(a)) => {
+                    if !self.record(&item, a).await {
+                        // Another ack of the same batch looks whether the run drained.
+                        return;
+                    }
+                }
                 Ok(Outcome::Recorded) => {}
                 Err(dth_s3::Error::Cancelled) => {
                     self.give_back(&item).await;
@@ -338,19 +348,27 @@ impl Hub {
         .boxed()
     }
 
-    /// Acks an item; a refused ack (the lease was lost) is only logged.
-    async fn record(&self, item: &Item, a: Ack) {
+    /// Acks an item; a refused ack (the lease was lost) is only logged. Returns whether this caller
+    /// checks the run's end ([`AckBatcher`] names one per run and batch).
+    async fn record(&self, item: &Item, a: Ack) -> bool {
         let state = a.state;
         let acks = self.acks.get_or_init(|| {
             AckBatcher::start(Arc::clone(&self.store), self.config.worker_id.clone())
         });
-        match acks.ack(a).await {
-            Ok(r) if !r.accepted => {
+        match acks.ack(item.run_id, a).await {
+            Ok(r) if !r.acked.accepted => {
                 metrics::acked(item, state, false);
                 tracing::warn!(item = item.id, key = %item.key, "lease lost before the ack");
+                false
             }
-            Ok(_) => metrics::acked(item, state, true),
-            Err(e) => tracing::error!(item = item.id, "ack: {e}"),
+            Ok(r) => {
+                metrics::acked(item, state, true);
+                r.checks_run_end
+            }
+            Err(e) => {
+                tracing::error!(item = item.id, "ack: {e}");
+                false
+            }
         }
     }
 
@@ -369,7 +387,8 @@ impl Hub {
     }
 
     /// Copies one image with the task's shared copier (under a turn: at most `concurrency` at
-    /// once). Returns whether the item ended (false: cancelled and given back).
+    /// once). Returns whether the caller checks the run's end (false: cancelled and given back, or
+    /// another ack of the same batch checks it).
     async fn copy_image(&self, engine: &ImageEngine, item: &Item) -> bool {
         let job = match payload::image_job(item) {
             Ok(j) => j,
@@ -389,7 +408,7 @@ impl Hub {
                     _ => (ItemState::Done, "digest"),
                 };
                 let a = ack(item, state, Some(digest.as_str().into()), Some(why.into()));
-                self.record(item, a).await;
+                return self.record(item, a).await;
             }
             Err(dth_oci::Error::Cancelled) => {
                 self.give_back(item).await;
@@ -789,6 +808,12 @@ pub(crate) fn store_err(key: &str, e: dth_store::Error) -> dth_s3::Error {
 }
 
 /// `base × 2^(attempts-1)`, at most 15 minutes, with ±25 % jitter.
+/// Free slots a worker with items in flight waits for before it claims again: an eighth of its
+/// `concurrency` (at least 1).
+fn claim_at(concurrency: usize) -> usize {
+    (concurrency / 8).max(1)
+}
+
 fn retry_delay(base: Duration, attempts: u32) -> Duration {
     let d = base
         .saturating_mul(1 << attempts.saturating_sub(1).min(16))
