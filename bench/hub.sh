@@ -84,23 +84,16 @@ PY
 mkdir -p "$DST_DIR/dst"
 SCEN="$N x $BENCH_HUB_KIB KiB"
 
-# servers_cpu : user + system s of both s3s-fs so far.
-servers_cpu() { awk -v a="$(proc_cpu "$SRC_PID")" -v b="$(proc_cpu "$DST_PID")" 'BEGIN { printf "%.2f", a + b }'; }
-per_run() { awk -v a="$1" -v b="$2" -v n="$BENCH_REPEAT" 'BEGIN { printf "%.1f", (b - a) / n }'; }
+SERVER_PIDS="$SRC_PID $DST_PID"
 
 # ------------------------------------------------------------------------------------------------ the sync
 declare -A SYNC_WALL=()
 sync_row() { # LABEL ARGS...
-  local label=$1 c0
+  local label=$1
   shift
-  c0=$(servers_cpu)
   run_case "$SCEN" "dth s3 sync $label" "$N" obj/s "clear_bucket $DST_DIR dst" \
     "check_dth \$NAME $SRC_DIR/src $DST_DIR/dst $DST_DIR copied=$N verified=$N" -- \
     "$DTH" s3 sync s3://src s3://dst --src-endpoint "$SRC_EP" --dst-endpoint "$DST_EP" --json "$@"
-  # The servers' CPU goes into the note of the row just written.
-  local extra
-  extra="servers cpu $(per_run "$c0" "$(servers_cpu)") s"
-  sed -i "\$ { s/\t\$/\t$extra/; t; s/\$/; $extra/; }" "$ROWS"
   [ "$RES_OK" = 1 ] && SYNC_WALL[$label]=$RES_WALL || SYNC_WALL[$label]=NA
 }
 sync_row defaults
@@ -118,7 +111,7 @@ hub_once() {
   sleep 0.3
   start_hub HUB "$DTH" "$HUBW/$tag" "${args[@]}"
   spec=$(hub_s3_task_spec "hub bench $tag" "$SRC_EP" src "$DST_EP" dst)
-  c0=$(servers_cpu)
+  c0=$(servers_cpu $SERVER_PIDS)
   local rc=0 perf_pid=""
   if [ -n "${HUB_PERF_DATA:-}" ]; then
     # Flat samples: a release build has no frame pointers, and DWARF call graphs take many minutes to report.
@@ -172,7 +165,7 @@ print(f"wall={wall:.2f} seen={t1 - t0:.2f} status={(run or {}).get('status')} ru
 PY
 ) || rc=$?
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-  H_SCPU=$(awk -v a="$c0" -v b="$(servers_cpu)" 'BEGIN { printf "%.1f", b - a }')
+  H_SCPU=$(awk -v a="$c0" -v b="$(servers_cpu $SERVER_PIDS)" 'BEGIN { printf "%.1f", b - a }')
   stop_pid "$HUB_PID"
   log "  hub $tag: $out (servers cpu ${H_SCPU}s)"
   field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $out"; }

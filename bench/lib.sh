@@ -211,20 +211,31 @@ check_rclone() {
   if [ -n "$2" ]; then same_tree "$2" "$3" || { CHECK_NOTE="destination differs from source"; return 1; }; fi
 }
 
+# servers_cpu PID... : user + system s of these processes so far, summed.
+servers_cpu() {
+  local total=0 pid
+  for pid in "$@"; do total=$(awk -v a="$total" -v b="$(proc_cpu "$pid")" 'BEGIN { printf "%.2f", a + b }'); done
+  echo "$total"
+}
+
 # run_case SCENARIO TOOL UNITS UNIT PREP CHECK -- CMD...
 #   PREP and CHECK are shell snippets; CHECK sees $NAME (log prefix). Runs CMD $BENCH_REPEAT times (1), records
-#   one table row (median wall, max RSS) and sets RES_WALL / RES_RSS / RES_OK.
+#   one table row (median wall, max RSS) and sets RES_WALL / RES_RSS / RES_OK. With SERVER_PIDS set (the S3
+#   servers' pids), the note gives the servers' CPU per run (median): on 2 shared cores it is what bounds a
+#   client that makes the same requests.
 run_case() {
   local scen=$1 tool=$2 units=$3 unit=$4 prep=$5 check=$6
   shift 7
-  local walls=() rsss=() cpus=() ok=1 note="" i
+  local walls=() rsss=() cpus=() scpus=() ok=1 note="" i c0
   for ((i = 1; i <= ${BENCH_REPEAT:-1}; i++)); do
     eval "$prep"
     NAME="$scen.$tool.$i"
     NAME=${NAME//[()+,]/}
     NAME=${NAME//[^A-Za-z0-9._-]/_}
     NAME=${NAME//__/_}
+    [ -z "${SERVER_PIDS:-}" ] || c0=$(servers_cpu $SERVER_PIDS)
     measure "$NAME" "$@"
+    [ -z "${SERVER_PIDS:-}" ] || scpus+=("$(awk -v a="$c0" -v b="$(servers_cpu $SERVER_PIDS)" 'BEGIN { printf "%.1f", b - a }')")
     if ! eval "$check"; then ok=0; note="CHECK FAILED: $CHECK_NOTE"; fail "$scen / $tool: $CHECK_NOTE (log $L/$NAME.*)"; fi
     walls+=("$M_WALL")
     rsss+=("$M_RSS")
@@ -233,6 +244,11 @@ run_case() {
   RES_WALL=$(median "${walls[@]}")
   RES_RSS=$(maxof "${rsss[@]}")
   RES_OK=$ok
+  RES_SCPU=""
+  if [ "${#scpus[@]}" -gt 0 ]; then
+    RES_SCPU=$(median "${scpus[@]}")
+    note="${note:+$note; }servers cpu $RES_SCPU s"
+  fi
   row "$scen" "$tool" "$RES_WALL" "$(rate "$units" "$RES_WALL")" "$unit" "$RES_RSS" "$(median "${cpus[@]}")" "$note"
 }
 

@@ -122,6 +122,7 @@ DIFF_RESULTS=() DIFF_LINES=() FAR_RESULTS=() FAR_LINES=()
 start_s3sfs SRC "$W/src"
 start_s3sfs DST "$W/dst"
 log "s3s-fs source $SRC_EP ($SRC_DIR), destination $DST_EP ($DST_DIR)"
+SERVER_PIDS="$SRC_PID $DST_PID"   # their CPU goes into each row's note (run_case)
 
 # ------------------------------------------------------------------------------------------------ (a) + (c)
 if [ "$BENCH_SMALL" = 1 ]; then
@@ -184,8 +185,9 @@ if [ "$BENCH_BIG" = 1 ]; then
     start_disk_servers
     BS=DSRC BD=DSRC_DST
   fi
-  BS_DIR=${BS}_DIR BD_DIR=${BD}_DIR BS_EP=${BS}_EP BD_EP=${BD}_EP
+  BS_DIR=${BS}_DIR BD_DIR=${BD}_DIR BS_EP=${BS}_EP BD_EP=${BD}_EP BS_PID=${BS}_PID BD_PID=${BD}_PID
   BS_DIR=${!BS_DIR} BD_DIR=${!BD_DIR} BS_EP=${!BS_EP} BD_EP=${!BD_EP}
+  SERVER_PIDS="${!BS_PID} ${!BD_PID}"
   log "(b) generating $NB x $MIB MiB objects in the source (data on $on)"
   keys=()
   for ((i = 0; i < NB; i++)); do
@@ -231,6 +233,7 @@ if [ "$BENCH_10G" = 1 ] && { [ "$HAVE_DTH" = 1 ] || [ "$BENCH_10G_RCLONE" = 1 ];
   log "(10G) generating one $BENCH_HUGE_MIB MiB object on disk ($DSRC_DIR)"
   put_plain "$DSRC_DIR" huge obj-10g "$BENCH_HUGE_MIB" huge
   SCEN_H="(rss) 1 x $BENCH_HUGE_MIB MiB (disk)"
+  SERVER_PIDS="$DSRC_PID $DSRC_DST_PID"
   if [ "$HAVE_DTH" = 1 ]; then
     run_case "$SCEN_H" "dth s3 sync" "$BENCH_HUGE_MIB" MiB/s "clear_bucket $DSRC_DST_DIR dth-huge" \
       "check_dth \$NAME $DSRC_DIR/huge $DSRC_DST_DIR/dth-huge $DSRC_DST_DIR copied=1 verified=1" -- \
@@ -266,6 +269,7 @@ if [ "$BENCH_MILLION" = 1 ]; then
     DIFFS=$((missing + resized))
     start_serve_s3 MSRC "$W/msrc-$MK"
     start_serve_s3 MDST "$W/mdst-$MK"
+    SERVER_PIDS="$MSRC_PID $MDST_PID"
     log "  warming the rclone serve s3 directory caches (one full listing per side, in parallel)"
     "${RC[@]}" size MSRC:mil >"$L/m$MK.warm.src.out" 2>&1 &
     wsrc=$!
@@ -301,6 +305,7 @@ if [ "$BENCH_MILLION" = 1 ]; then
     fi
     log "  rclone serve s3 RSS: source $(awk '/VmRSS/ { printf "%d MiB", $2 / 1024 }' "/proc/$MSRC_PID/status"), destination $(awk '/VmRSS/ { printf "%d MiB", $2 / 1024 }' "/proc/$MDST_PID/status")"
     stop_pid "$MSRC_PID" "$MDST_PID"
+    SERVER_PIDS=""
     rm -rf "$W/msrc-$MK" "$W/mdst-$MK" "$W/msrc-$MK-base" "$W/mdst-$MK-base"
     r=$(ratio "$MIL_RC" "$MIL_DTH")
     DIFF_RESULTS+=("diff_${MK}_ratio=$r" "diff_${MK}_rss_mib=${M_DTH_RSS:-NA}")
@@ -351,6 +356,7 @@ if [ "$BENCH_FAR" = 1 ]; then
     start_latency_proxy "FDST$ms" "$DST_EP" "$ms"
     fs=FSRC${ms}_EP fd=FDST${ms}_EP
     fs=${!fs} fd=${!fd}
+    SERVER_PIDS="$SRC_PID $DST_PID"
     log "(far) +$ms ms per request: source $fs, destination $fd"
     SCEN_FS="(far) +${ms} ms, $FN x $BENCH_FAR_KIB KiB"
     SCEN_FL="(far) +${ms} ms, $FNB x $FMIB MiB"
