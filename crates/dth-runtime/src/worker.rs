@@ -141,7 +141,8 @@ impl Hub {
                 hold(&held, &item);
                 let hub = Arc::clone(&self);
                 let held = Arc::clone(&held);
-                running.spawn(async move {
+                // Boxed: the item's work is a large future, which tokio would move by value.
+                running.spawn(Box::pin(async move {
                     let id = item.id;
                     let turn = match turn {
                         Some(turn) => Some(turn),
@@ -152,7 +153,7 @@ impl Hub {
                     }
                     release_hold(&held, id);
                     drop((turn, permit));
-                });
+                }));
             }
             if !back.is_empty() {
                 if let Err(e) =
