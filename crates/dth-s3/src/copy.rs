@@ -246,6 +246,29 @@ impl Copier {
         key: &str,
         range: Option<(u64, u64)>,
     ) -> Result<(aws_sdk_s3::operation::get_object::GetObjectOutput, Body)> {
+        self.get_body(key, range, true).await
+    }
+
+    /// Like [`Copier::get`] for a caller that already holds the body's share of the budget
+    /// ([`Copier::reserve`]); the body then holds none.
+    pub(crate) async fn get_reserved(&self, key: &str, range: (u64, u64)) -> Result<Body> {
+        Ok(self.get_body(key, Some(range), false).await?.1)
+    }
+
+    /// Takes `bytes`' share of the buffer budget (all of it for a body larger than the budget).
+    pub(crate) async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit> {
+        Arc::clone(&self.memory)
+            .acquire_many_owned(kib(bytes).min(self.memory_kib))
+            .await
+            .map_err(|_| Error::Cancelled)
+    }
+
+    async fn get_body(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        reserve: bool,
+    ) -> Result<(aws_sdk_s3::operation::get_object::GetObjectOutput, Body)> {
         let mut out = self
             .src
             .client()
@@ -267,15 +290,22 @@ impl Copier {
             });
         }
         let body = std::mem::replace(&mut out.body, ByteStream::from_static(b""));
-        let body = self.read_body(key, body, expected).await?;
+        let permit = if reserve {
+            Some(self.reserve(expected).await?)
+        } else {
+            None
+        };
+        let body = self.read_body(key, body, expected, permit).await?;
         Ok((out, body))
     }
 
-    async fn read_body(&self, key: &str, mut stream: ByteStream, expected: u64) -> Result<Body> {
-        let permit = Arc::clone(&self.memory)
-            .acquire_many_owned(kib(expected).min(self.memory_kib))
-            .await
-            .map_err(|_| Error::Cancelled)?;
+    async fn read_body(
+        &self,
+        key: &str,
+        mut stream: ByteStream,
+        expected: u64,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Body> {
         let mut buf = BytesMut::with_capacity(expected as usize);
         let mut md5 = Md5::new();
         let short = |detail: String| Error::Body {
@@ -459,11 +489,12 @@ impl Copier {
     }
 }
 
-/// A body read into memory with its MD5, holding its share of the memory budget until dropped.
+/// A body read into memory with its MD5, holding its share of the memory budget until dropped
+/// (none when its reader holds that share itself: [`Copier::get_reserved`]).
 pub(crate) struct Body {
     pub(crate) bytes: Bytes,
     pub(crate) md5: [u8; 16],
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// `bucket/key` for `x-amz-copy-source`, the key URL-encoded except `/`.

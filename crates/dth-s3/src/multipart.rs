@@ -21,7 +21,6 @@ use std::sync::Arc;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
-use bytes::Bytes;
 use dth_model::Verification;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -165,7 +164,11 @@ async fn upload_parts(
         (c.memory_kib as u64 * 1024 / (ranges[0].1 - ranges[0].0).max(1)).clamp(2, 16) as usize;
     // A part holds one of `jobs` slots from before it is read until it is hashed, so a hasher slower
     // than the network bounds this object's parts in memory instead of queueing them without end.
-    let (hash_tx, hasher) = if src_md5.is_some() {
+    // Its bytes stay in memory until then, so it also keeps its share of the memory budget until
+    // hashed. That share is taken in part order (one part after the other, below): the lowest part
+    // not yet hashed always holds its memory, so parts waiting for it can never starve it of memory.
+    let hashing = src_md5.is_some();
+    let (hash_tx, hasher) = if hashing {
         let (tx, rx) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(jobs));
         (Some((tx, slots)), Some(tokio::spawn(hash_in_order(rx))))
@@ -175,14 +178,32 @@ async fn upload_parts(
     let mut first = Some(first);
     let parts: Vec<(i32, String, [u8; 16])> =
         futures::stream::iter(ranges.iter().copied().enumerate())
-            .map(|(i, range)| {
+            // Sequential: each part's memory is taken after the previous part's.
+            .then(|(i, range)| {
+                let c = Arc::clone(c);
+                async move {
+                    let memory = match (hashing, i) {
+                        (true, 1..) => Some(c.reserve(range.1 - range.0).await),
+                        _ => None,
+                    };
+                    (i, range, memory.transpose())
+                }
+            })
+            .map(|(i, range, memory)| {
                 let c = Arc::clone(c);
                 let key = obj.key.clone();
                 let upload_id = upload_id.to_string();
                 let hash_tx = hash_tx.clone();
                 let body = if i == 0 { first.take() } else { None };
                 tokio::spawn(async move {
-                    copy_part(&c, &key, &upload_id, i as i32 + 1, range, body, hash_tx).await
+                    let memory = memory?;
+                    let part = Part {
+                        number: i as i32 + 1,
+                        range,
+                        body,
+                        memory,
+                    };
+                    copy_part(&c, &key, &upload_id, part, hash_tx).await
                 })
             })
             .buffered(jobs)
@@ -277,15 +298,30 @@ pub(crate) fn check_dst_etag(
     Ok(())
 }
 
+/// One part of a multipart copy through us.
+struct Part {
+    number: i32,
+    range: (u64, u64),
+    /// Part 1, already read (with its own share of the memory budget).
+    body: Option<Body>,
+    /// The part's share of the memory budget, taken in part order, when it is hashed after its
+    /// upload; its reads then take none of their own.
+    memory: Option<OwnedSemaphorePermit>,
+}
+
 async fn copy_part(
     c: &Copier,
     key: &str,
     upload_id: &str,
-    number: i32,
-    range: (u64, u64),
-    mut body: Option<Body>,
+    part: Part,
     hash_tx: Option<(HashQueue, Arc<Semaphore>)>,
 ) -> Result<(i32, String, [u8; 16])> {
+    let Part {
+        number,
+        range,
+        mut body,
+        memory,
+    } = part;
     let mut slot = match &hash_tx {
         Some((_, slots)) => Some(
             Arc::clone(slots)
@@ -301,15 +337,21 @@ async fn copy_part(
         let res = async {
             let part = match body.take() {
                 Some(b) => b,
+                None if memory.is_some() => c.get_reserved(key, range).await?,
                 None => c.get(key, Some(range)).await?.1,
             };
             upload_part(c, key, upload_id, number, part).await
         }
         .await;
         match res {
-            Ok((etag, md5, bytes)) => {
+            Ok((etag, md5, body)) => {
                 if let (Some((tx, _)), Some(slot)) = (&hash_tx, slot.take()) {
-                    let _ = tx.send((number, bytes, slot));
+                    let _ = tx.send(Hashed {
+                        number,
+                        body,
+                        memory,
+                        _slot: slot,
+                    });
                 }
                 return Ok((number, etag, md5));
             }
@@ -322,13 +364,15 @@ async fn copy_part(
     }
 }
 
+/// Uploads one part; returns its ETag, its MD5 and the body (with its share of the memory budget,
+/// if it holds one), for the whole-object hash.
 pub(crate) async fn upload_part(
     c: &Copier,
     key: &str,
     upload_id: &str,
     number: i32,
     part: Body,
-) -> Result<(String, [u8; 16], Bytes)> {
+) -> Result<(String, [u8; 16], Body)> {
     let md5_hex = hex::encode(part.md5);
     let out = c
         .dst
@@ -363,24 +407,32 @@ pub(crate) async fn upload_part(
             detail: format!("part {number} stored with ETag {etag}, sent MD5 {md5_hex}"),
         });
     }
-    Ok((etag, part.md5, part.bytes))
+    Ok((etag, part.md5, part))
 }
 
-/// Parts on their way to [`hash_in_order`], each with its slot.
-type HashQueue = mpsc::UnboundedSender<(i32, Bytes, OwnedSemaphorePermit)>;
+/// A stored part on its way to [`hash_in_order`]: its bytes, its share of the memory budget and its
+/// slot, all given back once it is hashed.
+struct Hashed {
+    number: i32,
+    body: Body,
+    memory: Option<OwnedSemaphorePermit>,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Parts on their way to [`hash_in_order`].
+type HashQueue = mpsc::UnboundedSender<Hashed>;
 
 /// Hashes parts in part-number order as they arrive in any order.
-async fn hash_in_order(
-    mut rx: mpsc::UnboundedReceiver<(i32, Bytes, OwnedSemaphorePermit)>,
-) -> String {
+async fn hash_in_order(mut rx: mpsc::UnboundedReceiver<Hashed>) -> String {
     let mut md5 = Md5::new();
     let mut next = 1;
     let mut waiting = BTreeMap::new();
-    while let Some((n, bytes, slot)) = rx.recv().await {
-        waiting.insert(n, (bytes, slot));
-        while let Some((b, _slot)) = waiting.remove(&next) {
+    while let Some(part) = rx.recv().await {
+        waiting.insert(part.number, part);
+        while let Some(part) = waiting.remove(&next) {
             md5 = tokio::task::spawn_blocking(move || {
-                md5.update(&b);
+                md5.update(&part.body.bytes);
+                drop(part.memory);
                 md5
             })
             .await

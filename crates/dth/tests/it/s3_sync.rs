@@ -201,6 +201,53 @@ async fn copies_large_objects_in_parallel_parts() {
     }
 }
 
+/// Parts of objects with a plain-MD5 ETag stay in memory until the whole-object hash has read them,
+/// so they keep their share of `--max-buffer` until then; with a buffer of two parts shared by four
+/// objects of five parts each, the copy must still go on (each object takes memory in part order,
+/// so the part every other part waits for always holds its own).
+#[tokio::test]
+async fn large_objects_share_a_two_part_buffer_without_stalling() {
+    let peer = S3Peer::start(PeerKind::S3sFs).await;
+    peer.create_bucket("src").await;
+    peer.create_bucket("dst").await;
+    let c = peer.client();
+    let mut objects = Vec::new();
+    for i in 0..4u8 {
+        let body = bytes(
+            40 + u64::from(i),
+            5 * 5 * 1024 * 1024 - 1000 * usize::from(i),
+        );
+        put(&c, "src", &format!("big-{i}"), body.clone()).await;
+        objects.push(body);
+    }
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        sync(
+            &peer,
+            "s3://src",
+            "s3://dst",
+            &[
+                "--multipart-threshold",
+                "8M",
+                "--part-size",
+                "5M",
+                "--max-buffer",
+                "10M",
+                "--transfers",
+                "4",
+            ],
+        ),
+    )
+    .await
+    .expect("the sync went on within 180 s");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (i, body) in objects.iter().enumerate() {
+        assert_eq!(&get(&c, "dst", &format!("big-{i}")).await, body, "big-{i}");
+    }
+    let orphans = peer.open_uploads("dst").await;
+    assert!(orphans.is_empty(), "orphan uploads {orphans:?}");
+}
+
 #[tokio::test]
 async fn incremental_changed_delete_and_dry_run() {
     for kind in PeerKind::ALL {
