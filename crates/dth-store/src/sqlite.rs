@@ -26,6 +26,30 @@ pub(crate) struct SqliteStore {
     key: MasterKey,
 }
 
+/// An exclusive `flock` on the store's directory, held while migrating: migrations of one store
+/// by several processes then run one after the other. The directory, not the database file: closing
+/// another descriptor of the database file would drop SQLite's own (POSIX) locks on it.
+async fn lock_for_migration(path: &Path) -> Result<std::fs::File> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&dir)?;
+        f.lock()?;
+        Ok::<_, std::io::Error>(f)
+    })
+    .await
+    .map_err(|e| Error::Db(format!("lock for migration: {e}")))?
+    .map_err(|e| {
+        Error::Db(format!(
+            "cannot lock directory {} to migrate the SQLite store: {e}",
+            path.parent().unwrap_or(Path::new(".")).display()
+        ))
+    })
+}
+
 impl SqliteStore {
     const BACKEND: &'static str = "sqlite";
     /// `BEGIN IMMEDIATE` already holds the database's write lock.
@@ -57,6 +81,9 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(what())?;
+        // sqlx takes no lock to migrate SQLite, so two processes opening a new store at once (a
+        // hub and a worker, or a `--state` sync and its reader) could both apply migration 1.
+        let migrating = lock_for_migration(path).await?;
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)
             .await
@@ -66,6 +93,7 @@ impl SqliteStore {
                     path.display()
                 ))
             })?;
+        drop(migrating);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(60))

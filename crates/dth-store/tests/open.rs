@@ -18,6 +18,29 @@ async fn sqlite_url_forms_create_the_file_and_its_directories() {
     }
 }
 
+/// Several processes may open one new SQLite store at once (a hub and its workers, a `--state`
+/// sync and a reader): each open migrates, and none may fail on a table the other just made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_sqlite_store_opened_at_once_by_many_migrates_once() {
+    for round in 0..5 {
+        let temp = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", temp.path().join("dth.db").display());
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { dth_store::open(&url, MasterKey::generate()).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(store.count_users().await.unwrap(), 0);
+        }
+    }
+}
+
 #[tokio::test]
 async fn unknown_schemes_are_refused() {
     let err = match dth_store::open("mysql://localhost/db", MasterKey::generate()).await {
