@@ -237,6 +237,45 @@ pub trait QueueStore: Send + Sync {
 macro_rules! impl_queue_store {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// The ack of `chunk` (indexes into `acks`) by `worker`: the results joined in as a
+            /// VALUES table, updating only items it leases (and only those without a parent when
+            /// `top_level_only`). Returns each updated item's id, parent and state.
+            fn ack_query<'a>(
+                acks: &'a [$crate::Ack],
+                chunk: &[usize],
+                now: $crate::Millis,
+                worker: &'a str,
+                top_level_only: bool,
+            ) -> sqlx::QueryBuilder<'a, $db> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "WITH v (id, state, done, dst_etag, verification, payload) AS (",
+                );
+                qb.push_values(chunk, |mut b, &i| {
+                    let a = &acks[i];
+                    b.push_bind(a.id)
+                        .push_bind(a.state.name())
+                        .push_bind(i64::from(a.state == dth_model::ItemState::Done))
+                        .push_bind(a.dst_etag.as_deref())
+                        .push_bind(a.verification.as_deref())
+                        .push_bind(a.payload.as_ref().map($crate::rows::to_json));
+                });
+                qb.push(
+                    ") UPDATE items SET state = v.state, \
+                     bytes_done = CASE WHEN v.done = 1 THEN items.size ELSE items.bytes_done END, \
+                     dst_etag = v.dst_etag, verification = v.verification, \
+                     payload = COALESCE(v.payload, items.payload), lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = ",
+                )
+                .push_bind(now)
+                .push(" FROM v WHERE items.id = v.id AND items.state = 'leased' AND items.lease_owner = ")
+                .push_bind(worker);
+                if top_level_only {
+                    qb.push(" AND items.parent_id IS NULL");
+                }
+                qb.push(" RETURNING items.id, items.parent_id, items.state");
+                qb
+            }
+
             /// Inserts items (parts of `parent` when given), skipping those that exist.
             async fn insert_item_rows(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -444,38 +483,36 @@ macro_rules! impl_queue_store {
                 }
                 let mut unique: Vec<usize> = first.values().copied().collect();
                 unique.sort_unstable_by_key(|&i| acks[i].id);
+                // Items without a parent (objects and deletes: nearly all), one statement per
+                // chunk and no transaction around it: a round trip, not three.
+                for chunk in unique.chunks($crate::rows::CHUNK) {
+                    let rows: Vec<(i64, Option<i64>, String)> =
+                        Self::ack_query(acks, chunk, now, worker, true)
+                            .build_query_as()
+                            .fetch_all(&self.writer)
+                            .await
+                            .map_err(what())?;
+                    for (id, _, _) in rows {
+                        if let Some(&i) = first.get(&id) {
+                            out[i].accepted = true;
+                        }
+                    }
+                }
+                // Parts (and acks refused above, refused again), with their objects made ready in
+                // the same transaction once their last part is done.
+                let rest: Vec<usize> = unique.into_iter().filter(|&i| !out[i].accepted).collect();
+                if rest.is_empty() {
+                    return Ok(out);
+                }
                 let mut parents: Vec<(usize, i64)> = Vec::new();
                 let mut tx = self.write_tx().await?;
-                // One statement per chunk: the results joined in as a VALUES table.
-                for chunk in unique.chunks($crate::rows::CHUNK) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "WITH v (id, state, done, dst_etag, verification, payload) AS (",
-                    );
-                    qb.push_values(chunk, |mut b, &i| {
-                        let a = &acks[i];
-                        b.push_bind(a.id)
-                            .push_bind(a.state.name())
-                            .push_bind(i64::from(a.state == dth_model::ItemState::Done))
-                            .push_bind(a.dst_etag.as_deref())
-                            .push_bind(a.verification.as_deref())
-                            .push_bind(a.payload.as_ref().map($crate::rows::to_json));
-                    });
-                    qb.push(
-                        ") UPDATE items SET state = v.state, \
-                         bytes_done = CASE WHEN v.done = 1 THEN items.size ELSE items.bytes_done END, \
-                         dst_etag = v.dst_etag, verification = v.verification, \
-                         payload = COALESCE(v.payload, items.payload), lease_owner = NULL, \
-                         lease_expires_at = NULL, updated_at = ",
-                    )
-                    .push_bind(now)
-                    .push(" FROM v WHERE items.id = v.id AND items.state = 'leased' AND items.lease_owner = ")
-                    .push_bind(worker)
-                    .push(" RETURNING items.id, items.parent_id, items.state");
-                    let rows: Vec<(i64, Option<i64>, String)> = qb
-                        .build_query_as()
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(what())?;
+                for chunk in rest.chunks($crate::rows::CHUNK) {
+                    let rows: Vec<(i64, Option<i64>, String)> =
+                        Self::ack_query(acks, chunk, now, worker, false)
+                            .build_query_as()
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(what())?;
                     for (id, parent, state) in rows {
                         let Some(&i) = first.get(&id) else { continue };
                         out[i].accepted = true;
