@@ -67,6 +67,25 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
 /// Items this process holds: id → (run, task).
 type Held = Arc<Mutex<HashMap<i64, (i64, String)>>>;
 
+/// An item's place among those copied at once: the process's slot and its task's turn. Dropped
+/// as soon as the copy has ended, before its ack, so the next item starts while the ack is batched.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _turn: OwnedSemaphorePermit,
+    /// The item's place among those claimed and not done copying.
+    _place: OwnedSemaphorePermit,
+}
+
+/// How a claimed item gets its task's turn.
+enum Turn {
+    /// Free at the claim.
+    Taken(OwnedSemaphorePermit),
+    /// Waited for: the item waits here for a slot anyway.
+    Wait(Arc<TaskEngine>),
+    /// The first item of a run here: it makes the task's engine.
+    First,
+}
+
 /// How one attempt at an item ended.
 enum Outcome {
     /// Ended: ack it.
@@ -80,13 +99,32 @@ impl Hub {
     pub async fn run_workers(self: Arc<Self>, shutdown: CancellationToken) {
         let held: Held = Arc::default();
         let beats = tokio::spawn(Arc::clone(&self).heartbeat(Arc::clone(&held), shutdown.clone()));
-        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let concurrency = self.config.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        // Items claimed and not done copying: those copied, and a few more that wait here for a
+        // slot, so that a slot freed starts the next item without a claim's round trip.
+        let claimed = Arc::new(Semaphore::new(concurrency + prefetch(concurrency)));
+        // Items held (not acked) at once: those, and as many again whose acks are on their way.
+        let outstanding = Arc::new(Semaphore::new(2 * concurrency + prefetch(concurrency)));
+        // Those that wait here, for a slot or their task's turn.
+        let waiting = Arc::new(Semaphore::new(prefetch(concurrency)));
         let mut running = JoinSet::new();
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            if free == 0 || (free < claim_at(self.config.concurrency) && !running.is_empty()) {
+            let free = claimed
+                .available_permits()
+                .min(outstanding.available_permits());
+            let batch = claim_at(concurrency);
+            if free == 0 || (free < batch && !running.is_empty()) {
+                // Until a batch can be claimed, or an item ends (its task may have been the busy one).
+                let room = async {
+                    let n = u32::try_from(batch).unwrap_or(u32::MAX);
+                    let a = claimed.acquire_many(n).await;
+                    let b = outstanding.acquire_many(n).await;
+                    drop((a, b));
+                };
                 tokio::select! {
+                    _ = room => {}
                     _ = running.join_next() => {}
                     _ = shutdown.cancelled() => {}
                 }
@@ -116,43 +154,77 @@ impl Hub {
                 }
                 continue;
             }
-            // Keep only what can start now; give the rest back for other workers.
+            // Items that can start now, or wait here for a slot; the others (their task has no
+            // turn free for them) go back for other workers.
             let mut back = Vec::new();
             let mut first_sight = HashSet::new();
+            let mut slots_free = slots.available_permits();
             for item in items {
-                let turn = match self.engines.cached(&item.task_id, item.run_id) {
+                let (turn, starts_now) = match self.engines.cached(&item.task_id, item.run_id) {
                     Some(engine) => match engine.try_turn() {
-                        Some(turn) => Some(turn),
-                        None => {
-                            back.push(item.id);
-                            continue;
-                        }
+                        Some(turn) => (Turn::Taken(turn), slots_free > 0),
+                        // Waits for the turn first, holding no slot.
+                        None => (Turn::Wait(engine), false),
                     },
                     // No engine here yet: one item of the run makes it, the others stay queued.
-                    None if first_sight.insert(item.run_id) => None,
+                    None if first_sight.insert(item.run_id) => (Turn::First, true),
                     None => {
                         back.push(item.id);
                         continue;
                     }
                 };
-                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                    break;
+                let wait = if starts_now {
+                    slots_free -= 1;
+                    None
+                } else {
+                    match Arc::clone(&waiting).try_acquire_owned() {
+                        Ok(w) => Some(w),
+                        Err(_) => {
+                            back.push(item.id);
+                            continue;
+                        }
+                    }
+                };
+                let (Ok(place), Ok(out)) = (
+                    Arc::clone(&claimed).try_acquire_owned(),
+                    Arc::clone(&outstanding).try_acquire_owned(),
+                ) else {
+                    back.push(item.id);
+                    continue;
                 };
                 hold(&held, &item);
                 let hub = Arc::clone(&self);
                 let held = Arc::clone(&held);
+                let slots = Arc::clone(&slots);
                 // Boxed: the item's work is a large future, which tokio would move by value.
                 running.spawn(Box::pin(async move {
                     let id = item.id;
                     let turn = match turn {
-                        Some(turn) => Some(turn),
-                        None => hub.first_turn(&item).await,
+                        Turn::Taken(turn) => Some(turn),
+                        Turn::Wait(engine) => match engine.turn().await {
+                            Some(turn) => Some(turn),
+                            None => {
+                                hub.give_back(&item).await;
+                                None
+                            }
+                        },
+                        Turn::First => hub.first_turn(&item).await,
                     };
-                    if turn.is_some() {
-                        hub.process(item, &held).await;
+                    let permit = match turn {
+                        Some(_) => slots.acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    drop(wait);
+                    if let (Some(turn), Some(permit)) = (turn, permit) {
+                        let slot = Slot {
+                            _permit: permit,
+                            _turn: turn,
+                            _place: place,
+                        };
+                        hub.process(item, &held, slot).await;
                     }
                     release_hold(&held, id);
-                    drop((turn, permit));
+                    drop(out);
                 }));
             }
             if !back.is_empty() {
@@ -273,11 +345,13 @@ impl Hub {
         turn
     }
 
-    /// Works one item to its end (or gives it back when cancelled), under a turn of its task.
+    /// Works one item to its end (or gives it back when cancelled); `slot` is given up when its
+    /// copy has ended.
     fn process<'a>(
         self: &'a Arc<Self>,
         item: Item,
         held: &'a Held,
+        slot: Slot,
     ) -> futures::future::BoxFuture<'a, ()> {
         async move {
             // Claims count attempts; an item whose workers keep dying under it never reaches
@@ -310,20 +384,26 @@ impl Hub {
             let engine = match engine.as_ref() {
                 TaskEngine::S3(e) => e,
                 TaskEngine::Image(e) => {
-                    if self.copy_image(e, &item).await {
+                    if self.copy_image(e, &item, slot).await {
                         self.check_run_end(item.run_id).await;
                     }
                     return;
                 }
             };
-            let res = match item.kind {
-                ItemKind::Object => self.copy_object(engine, &item).await,
-                ItemKind::Part => self.copy_part(engine, &item, held).await,
-                ItemKind::Delete => self.delete_object(engine, &item).await,
-                ItemKind::Image => Err(dth_s3::Error::Verify {
-                    key: item.key.clone(),
-                    detail: "an image item in an object task".into(),
-                }),
+            let res = if item.kind == ItemKind::Part {
+                // A part's slot goes on to its object when it was the last one.
+                self.copy_part(engine, &item, held, slot).await
+            } else {
+                let res = match item.kind {
+                    ItemKind::Object => self.copy_object(engine, &item).await,
+                    ItemKind::Delete => self.delete_object(engine, &item).await,
+                    ItemKind::Part | ItemKind::Image => Err(dth_s3::Error::Verify {
+                        key: item.key.clone(),
+                        detail: format!("a {} item in an object task", item.kind),
+                    }),
+                };
+                drop(slot);
+                res
             };
             match res {
                 Ok(Outcome::Ack(a)) => {
@@ -390,7 +470,7 @@ impl Hub {
     /// Copies one image with the task's shared copier (under a turn: at most `concurrency` at
     /// once). Returns whether the caller checks the run's end (false: cancelled and given back, or
     /// another ack of the same batch checks it).
-    async fn copy_image(&self, engine: &ImageEngine, item: &Item) -> bool {
+    async fn copy_image(&self, engine: &ImageEngine, item: &Item, slot: Slot) -> bool {
         let job = match payload::image_job(item) {
             Ok(j) => j,
             Err(msg) => {
@@ -402,6 +482,7 @@ impl Hub {
             _ = engine.cancel.cancelled() => Err(dth_oci::Error::Cancelled),
             r = engine.copier.copy(&job) => r,
         };
+        drop(slot);
         match copied {
             Ok((action, digest)) => {
                 let (state, why) = match action {
@@ -547,6 +628,7 @@ impl Hub {
         engine: &S3Engine,
         item: &Item,
         held: &Held,
+        slot: Slot,
     ) -> Result<Outcome, dth_s3::Error> {
         let mut pp: PartPayload =
             serde_json::from_value(item.payload.clone()).map_err(|e| dth_s3::Error::Verify {
@@ -586,7 +668,7 @@ impl Hub {
         {
             hold(held, &parent);
             let id = parent.id;
-            self.process(parent, held).await;
+            self.process(parent, held, slot).await;
             release_hold(held, id);
         }
         Ok(Outcome::Recorded)
@@ -813,6 +895,12 @@ pub(crate) fn store_err(key: &str, e: dth_store::Error) -> dth_s3::Error {
 /// `concurrency` (at least 1).
 fn claim_at(concurrency: usize) -> usize {
     (concurrency / 8).max(1)
+}
+
+/// Items claimed beyond `concurrency` to wait here for a slot: two claims' worth, so that the next
+/// claim returns before they are used up.
+fn prefetch(concurrency: usize) -> usize {
+    2 * claim_at(concurrency)
 }
 
 fn retry_delay(base: Duration, attempts: u32) -> Duration {
