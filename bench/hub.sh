@@ -127,10 +127,19 @@ hz = os.sysconf("SC_CLK_TCK")
 def cpu():
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / hz
+def switches():
+    # Context switches of all the hub's threads (its store's threads included): a hop to SQLite's
+    # thread and back costs two.
+    n = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        for l in open(f"/proc/{pid}/task/{t}/status"):
+            if "ctxt_switches" in l:
+                n += int(l.split()[1])
+    return n
 def get(path):
     with urllib.request.urlopen(urllib.request.Request(api + path, headers=auth), timeout=30) as r:
         return json.load(r)
-c0 = cpu()
+c0, s0 = cpu(), switches()
 t0 = time.time()
 req = urllib.request.Request(api + "/api/v1/tasks", data=spec.encode(), method="POST",
                              headers={**auth, "Content-Type": "application/json"})
@@ -161,7 +170,7 @@ ms = lambda a, b: "NA" if a is None or b is None else f"{(b - a) / 1000:.2f}"
 c = (run or {}).get("counters", {})
 print(f"wall={wall:.2f} seen={t1 - t0:.2f} status={(run or {}).get('status')} run_s={ms(run and run['started_at'], run and run['ended_at'])} "
       f"find_s={ms(run and run['started_at'], run and run['found_at'])} start_s={ms(t0 * 1000, run and run['started_at'])} "
-      f"copied={c.get('copied')} dead={c.get('dead')} cpu={cpu() - c0:.2f} rss_mib={hwm // 1024} store_calls={store}")
+      f"copied={c.get('copied')} dead={c.get('dead')} cpu={cpu() - c0:.2f} switches={switches() - s0} rss_mib={hwm // 1024} store_calls={store}")
 PY
 ) || rc=$?
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
