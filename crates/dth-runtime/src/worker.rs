@@ -80,7 +80,7 @@ struct Slot {
 enum Turn {
     /// Free at the claim.
     Taken(OwnedSemaphorePermit),
-    /// Waited for: the item waits here for a slot anyway.
+    /// Taken by others: waited for here, holding no slot.
     Wait(Arc<TaskEngine>),
     /// The first item of a run here: it makes the task's engine.
     First,
@@ -154,36 +154,38 @@ impl Hub {
                 }
                 continue;
             }
-            // Items that can start now, or wait here for a slot; the others (their task has no
-            // turn free for them) go back for other workers.
+            // Items that can start now, or wait here (for a slot or their task's turn) while a
+            // waiting place is left; the others go back for other workers.
             let mut back = Vec::new();
             let mut first_sight = HashSet::new();
-            let mut slots_free = slots.available_permits();
             for item in items {
-                let (turn, starts_now) = match self.engines.cached(&item.task_id, item.run_id) {
+                let turn = match self.engines.cached(&item.task_id, item.run_id) {
                     Some(engine) => match engine.try_turn() {
-                        Some(turn) => (Turn::Taken(turn), slots_free > 0),
+                        Some(turn) => Turn::Taken(turn),
                         // Waits for the turn first, holding no slot.
-                        None => (Turn::Wait(engine), false),
+                        None => Turn::Wait(engine),
                     },
                     // No engine here yet: one item of the run makes it, the others stay queued.
-                    None if first_sight.insert(item.run_id) => (Turn::First, true),
+                    None if first_sight.insert(item.run_id) => Turn::First,
                     None => {
                         back.push(item.id);
                         continue;
                     }
                 };
-                let wait = if starts_now {
-                    slots_free -= 1;
-                    None
-                } else {
-                    match Arc::clone(&waiting).try_acquire_owned() {
+                // A slot now (none is free while others wait for one), or a place to wait for it.
+                let permit = match turn {
+                    Turn::Wait(_) => None,
+                    Turn::Taken(_) | Turn::First => Arc::clone(&slots).try_acquire_owned().ok(),
+                };
+                let wait = match permit {
+                    Some(_) => None,
+                    None => match Arc::clone(&waiting).try_acquire_owned() {
                         Ok(w) => Some(w),
                         Err(_) => {
                             back.push(item.id);
                             continue;
                         }
-                    }
+                    },
                 };
                 let (Ok(place), Ok(out)) = (
                     Arc::clone(&claimed).try_acquire_owned(),
@@ -210,9 +212,10 @@ impl Hub {
                         },
                         Turn::First => hub.first_turn(&item).await,
                     };
-                    let permit = match turn {
-                        Some(_) => slots.acquire_owned().await.ok(),
-                        None => None,
+                    let permit = match (&turn, permit) {
+                        (Some(_), Some(p)) => Some(p),
+                        (Some(_), None) => slots.acquire_owned().await.ok(),
+                        (None, _) => None,
                     };
                     drop(wait);
                     if let (Some(turn), Some(permit)) = (turn, permit) {
