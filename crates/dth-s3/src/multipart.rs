@@ -22,11 +22,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use dth_model::Verification;
-use futures::future::BoxFuture;
-use futures::{StreamExt, TryStreamExt};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::copy::{Body, Copier, backoff, copy_source};
 use crate::error::{Error, Result};
@@ -98,13 +98,30 @@ pub(crate) struct SourceLayout {
     pub(crate) part_size: Option<u64>,
 }
 
+/// The id of an upload being opened, awaited by the parts read meanwhile: `None` when it could not be
+/// opened.
+type UploadId = Shared<BoxFuture<'static, Option<String>>>;
+
+/// The upload's id once it is open; an upload that could not be opened stops its parts (the
+/// opening's own error is the one reported).
+async fn opened_id(id: &UploadId) -> Result<String> {
+    id.clone().await.ok_or(Error::Cancelled)
+}
+
 /// Copies a large object through us in parts.
+///
+/// Round trips in series, which bound it between far endpoints: the first part's GET (its answer
+/// carries the metadata the upload is created with), then the upload's creation while the next parts
+/// are read, the parts' uploads, the completion and the check of the destination.
 pub(crate) async fn copy(
     c: &Arc<Copier>,
     obj: &ObjectMeta,
     log: &dyn UploadLog,
 ) -> Result<Verification> {
-    let layout = source_layout(c, obj).await?;
+    let layout = match listed_layout(c, obj) {
+        Some(layout) => layout,
+        None => source_layout(c, obj).await?,
+    };
     let part_size = layout
         .part_size
         .unwrap_or_else(|| c.dst.profile().part_size_for(obj.size, c.opts.part_size));
@@ -126,20 +143,31 @@ pub(crate) async fn copy(
         .bucket(c.dst.bucket())
         .key(c.dst.full_key(&obj.key));
     let req = apply_write!(req, &meta, tagging, &c.opts);
-    let upload_id = open_recorded(c, &obj.key, req, part_size, log).await?;
-    let parts = upload_parts(
-        c,
-        obj,
-        &upload_id,
-        &ranges,
-        first,
-        src_etag.as_deref(),
-        layout.part_size.is_some(),
-    );
-    let res = tokio::select! {
-        res = parts => res,
-        _ = c.cancel.cancelled() => Err(Error::Cancelled),
+    let (id_tx, id_rx) = oneshot::channel();
+    let upload_id: UploadId = id_rx.map(Result::ok).boxed().shared();
+    let opened = async move {
+        let id = open_recorded(c, &obj.key, req, part_size, log).await?;
+        let _ = id_tx.send(id.clone());
+        Ok::<_, Error>(id)
     };
+    let parts = async {
+        let parts = upload_parts(
+            c,
+            obj,
+            upload_id,
+            &ranges,
+            first,
+            src_etag.as_deref(),
+            layout.part_size.is_some(),
+        );
+        tokio::select! {
+            res = parts => res,
+            _ = c.cancel.cancelled() => Err(Error::Cancelled),
+        }
+    };
+    // The opening is never cancelled: an upload it opens is known here, and aborted on failure.
+    let (opened, res) = tokio::join!(opened, parts);
+    let upload_id = opened?;
     match res {
         Ok(v) => Ok(v),
         Err(e) => {
@@ -152,7 +180,7 @@ pub(crate) async fn copy(
 async fn upload_parts(
     c: &Arc<Copier>,
     obj: &ObjectMeta,
-    upload_id: &str,
+    upload_id: UploadId,
     ranges: &[(u64, u64)],
     first: Body,
     src_etag: Option<&str>,
@@ -192,7 +220,7 @@ async fn upload_parts(
             .map(|(i, range, memory)| {
                 let c = Arc::clone(c);
                 let key = obj.key.clone();
-                let upload_id = upload_id.to_string();
+                let upload_id = upload_id.clone();
                 let hash_tx = hash_tx.clone();
                 let body = if i == 0 { first.take() } else { None };
                 tokio::spawn(async move {
@@ -246,6 +274,7 @@ async fn upload_parts(
         }
         _ => Verification::PartsMd5AndSize,
     };
+    let upload_id = opened_id(&upload_id).await?;
     let completed = CompletedMultipartUpload::builder()
         .set_parts(Some(
             parts
@@ -312,7 +341,7 @@ struct Part {
 async fn copy_part(
     c: &Copier,
     key: &str,
-    upload_id: &str,
+    upload_id: &UploadId,
     part: Part,
     hash_tx: Option<(HashQueue, Arc<Semaphore>)>,
 ) -> Result<(i32, String, [u8; 16])> {
@@ -340,7 +369,7 @@ async fn copy_part(
                 None if memory.is_some() => c.get_reserved(key, range).await?,
                 None => c.get(key, Some(range)).await?.1,
             };
-            upload_part(c, key, upload_id, number, part).await
+            upload_part(c, key, &opened_id(upload_id).await?, number, part).await
         }
         .await;
         match res {
@@ -531,6 +560,17 @@ fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Learns the source ETag and, when it is a composite, the source's part size (HEAD `partNumber=1`).
+/// The layout without a HEAD, when the listing tells enough: a source whose composite ETags cannot
+/// be reproduced, or a listed ETag that is no composite. The ETag then comes from the first part's
+/// GET.
+fn listed_layout(c: &Copier, obj: &ObjectMeta) -> Option<SourceLayout> {
+    let plain = obj.etag.as_deref().is_some_and(|e| etag_parts(e).is_none());
+    (plain || c.src.profile().multipart_etag != EtagKind::Md5OfParts).then_some(SourceLayout {
+        etag: None,
+        part_size: None,
+    })
+}
+
 pub(crate) async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<SourceLayout> {
     let head = c
         .src
