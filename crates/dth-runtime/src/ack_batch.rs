@@ -6,7 +6,10 @@
 //!
 //! After a batch, one caller per run (the last one whose ack was accepted) is told to check
 //! whether the run has drained: one look covers every item of that run in the batch, so a run of
-//! small objects costs one run-end read per batch instead of one per object.
+//! small objects costs one run-end read per batch instead of one per object. None looks while this
+//! process still holds an item of the run that is not acked: the run cannot have drained, and that
+//! item's own end (its ack's batch, or its failure) looks again. Acked items leave the held set here,
+//! before that decision, so the last batch of a run always looks.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use dth_store::{Ack, Acked, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::timed;
+use crate::worker::{Held, lock};
 
 /// Most acks in one transaction.
 const MAX_BATCH: usize = 256;
@@ -35,10 +39,10 @@ pub(crate) struct AckBatcher {
 }
 
 impl AckBatcher {
-    /// Starts the batching task of `worker` (within a Tokio runtime).
-    pub(crate) fn start(store: Arc<dyn Store>, worker: String) -> AckBatcher {
+    /// Starts the batching task of `worker`, whose workers hold `held` (within a Tokio runtime).
+    pub(crate) fn start(store: Arc<dyn Store>, worker: String, held: Held) -> AckBatcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, worker, rx));
+        tokio::spawn(run(store, worker, held, rx));
         AckBatcher { tx }
     }
 
@@ -57,6 +61,7 @@ impl AckBatcher {
 async fn run(
     store: Arc<dyn Store>,
     worker: String,
+    held: Held,
     mut rx: mpsc::UnboundedReceiver<(i64, Ack, Reply)>,
 ) {
     while let Some((run_id, ack, reply)) = rx.recv().await {
@@ -73,14 +78,25 @@ async fn run(
         }
         match timed("ack", store.ack(&worker, &acks)).await {
             Ok(answers) => {
-                // The last accepted ack of each run checks its end (found from the back).
+                let busy: HashSet<i64> = {
+                    let mut held = lock(&held);
+                    for (a, acked) in acks.iter().zip(&answers) {
+                        if acked.accepted {
+                            held.remove(&a.id);
+                        }
+                    }
+                    held.values().map(|(run, _)| *run).collect()
+                };
+                // The last accepted ack of each run not busy here checks its end (found from the
+                // back).
                 let mut checked = HashSet::new();
                 let mut replies: Vec<_> = callers
                     .into_iter()
                     .zip(answers)
                     .rev()
                     .map(|((run_id, reply), acked)| {
-                        let checks_run_end = acked.accepted && checked.insert(run_id);
+                        let checks_run_end =
+                            acked.accepted && !busy.contains(&run_id) && checked.insert(run_id);
                         (
                             reply,
                             BatchAck {

@@ -153,6 +153,8 @@ pub struct Hub {
     pub(crate) event_queues: crate::events::sqs::EventQueues,
     /// This process's acks, batched (started with the first one).
     pub(crate) acks: std::sync::OnceLock<crate::ack_batch::AckBatcher>,
+    /// Items this process's workers hold: claimed and not acked.
+    pub(crate) held: crate::worker::Held,
 }
 
 impl Hub {
@@ -167,6 +169,7 @@ impl Hub {
             wake_workers: Notify::new(),
             event_queues: Default::default(),
             acks: std::sync::OnceLock::new(),
+            held: Default::default(),
         })
     }
 

@@ -65,7 +65,7 @@ use crate::upload_log::ItemUploads;
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
 
 /// Items this process holds: id → (run, task).
-type Held = Arc<Mutex<HashMap<i64, (i64, String)>>>;
+pub(crate) type Held = Arc<Mutex<HashMap<i64, (i64, String)>>>;
 
 /// An item's place among those copied at once: the process's slot and its task's turn. Dropped
 /// as soon as the copy has ended, before its ack, so the next item starts while the ack is batched.
@@ -97,7 +97,7 @@ enum Outcome {
 impl Hub {
     /// Works on items until `shutdown`.
     pub async fn run_workers(self: Arc<Self>, shutdown: CancellationToken) {
-        let held: Held = Arc::default();
+        let held = Arc::clone(&self.held);
         let beats = tokio::spawn(Arc::clone(&self).heartbeat(Arc::clone(&held), shutdown.clone()));
         let concurrency = self.config.concurrency.max(1);
         let slots = Arc::new(Semaphore::new(concurrency));
@@ -437,7 +437,11 @@ impl Hub {
     async fn record(&self, item: &Item, a: Ack) -> bool {
         let state = a.state;
         let acks = self.acks.get_or_init(|| {
-            AckBatcher::start(Arc::clone(&self.store), self.config.worker_id.clone())
+            AckBatcher::start(
+                Arc::clone(&self.store),
+                self.config.worker_id.clone(),
+                Arc::clone(&self.held),
+            )
         });
         match acks.ack(item.run_id, a).await {
             Ok(r) if !r.acked.accepted => {
@@ -913,7 +917,7 @@ fn retry_delay(base: Duration, attempts: u32) -> Duration {
     d.mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
 }
 
-fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, String)>> {
+pub(crate) fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, String)>> {
     held.lock().unwrap_or_else(|p| p.into_inner())
 }
 
