@@ -23,6 +23,7 @@ let sync = Sync::new(
     Endpoint::connect(Side::Source, &src, opts.retries).await?,
     Endpoint::connect(Side::Destination, &dst, opts.retries).await?,
     opts,
+    None, // or a file of prefixes to list
 ).await?;
 let summary = sync.run().await;
 assert!(summary.is_success());

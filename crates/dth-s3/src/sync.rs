@@ -9,6 +9,7 @@ use dth_model::{Action, SyncOptions, Verification};
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapt::Adaptive;
@@ -84,41 +85,51 @@ enum Job {
 /// An object sync between two endpoints.
 pub struct Sync {
     copier: Arc<Copier>,
-    finder: Finder,
     opts: SyncOptions,
     stats: Arc<Stats>,
     cancel: CancellationToken,
     reports: Option<mpsc::UnboundedSender<ObjectReport>>,
+    /// The finder, started while the endpoints were checked (it only reads), and what it found.
+    finding: JoinHandle<Vec<String>>,
+    found: mpsc::Receiver<Found>,
 }
 
 impl Sync {
-    /// Prepares a sync; checks both endpoints (bucket exists, credentials can list) before anything is
-    /// written.
-    pub async fn new(src: Endpoint, dst: Endpoint, opts: SyncOptions) -> Result<Self> {
+    /// Prepares a sync of everything below the endpoints (or only below the prefixes listed in
+    /// `prefix_list`, one relative prefix a line); checks both endpoints (bucket exists, credentials
+    /// can list) before anything is written. The finder starts listing meanwhile: a far endpoint's
+    /// round trip is paid once, not twice.
+    pub async fn new(
+        src: Endpoint,
+        dst: Endpoint,
+        opts: SyncOptions,
+        prefix_list: Option<PathBuf>,
+    ) -> Result<Self> {
         let cancel = CancellationToken::new();
-        let finder =
-            Finder::new(src.clone(), dst.clone(), opts.clone())?.with_cancel(cancel.clone());
+        let finder = Finder::new(src.clone(), dst.clone(), opts.clone())?
+            .with_cancel(cancel.clone())
+            .with_prefix_list(prefix_list);
+        let (found_tx, found) = mpsc::channel::<Found>(4096);
+        let finding = tokio::spawn(Arc::new(finder).run(found_tx));
         let (a, b) = tokio::join!(src.check(), dst.check());
-        a?;
-        b?;
+        if let Err(e) = a.and(b) {
+            cancel.cancel();
+            finding.abort();
+            return Err(e);
+        }
         let stats = Arc::new(Stats::default());
         let copier = Arc::new(
             Copier::new(src, dst, opts.clone(), Arc::clone(&stats)).with_cancel(cancel.clone()),
         );
         Ok(Sync {
             copier,
-            finder,
             opts,
             stats,
             cancel,
             reports: None,
+            finding,
+            found,
         })
-    }
-
-    /// Lists only below the prefixes in this file (one relative prefix a line), not the whole bucket.
-    pub fn with_prefix_list(mut self, path: PathBuf) -> Self {
-        self.finder = self.finder.with_prefix_list(Some(path));
-        self
     }
 
     /// Sends one report per key to `tx`.
@@ -142,11 +153,12 @@ impl Sync {
         let started = Instant::now();
         let Sync {
             copier,
-            finder,
             opts,
             stats,
             cancel,
             reports,
+            finding: finder,
+            found: mut found_rx,
         } = self;
         let this = Arc::new(Transfers {
             copier,
@@ -154,8 +166,6 @@ impl Sync {
             stats,
             reports,
         });
-        let (found_tx, mut found_rx) = mpsc::channel::<Found>(4096);
-        let finder = tokio::spawn(Arc::new(finder).run(found_tx));
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let planner = tokio::spawn({
             let this = Arc::clone(&this);

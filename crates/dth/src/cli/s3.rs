@@ -292,10 +292,7 @@ pub async fn run(cmd: S3Command, verbose: u8) -> anyhow::Result<ExitCode> {
     }
     let src = Endpoint::connect(Side::Source, &src, opts.retries).await?;
     let dst = Endpoint::connect(Side::Destination, &dst, opts.retries).await?;
-    let mut sync = Sync::new(src, dst, opts).await?;
-    if let Some(p) = a.prefix_list.clone() {
-        sync = sync.with_prefix_list(p);
-    }
+    let mut sync = Sync::new(src, dst, opts, a.prefix_list.clone()).await?;
     let mut report_file = match &a.report {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p)
