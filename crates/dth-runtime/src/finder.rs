@@ -88,13 +88,17 @@ impl Hub {
         resumed: bool,
     ) -> Result<Vec<String>, Error> {
         let (src, dst) = (engine.copier.source(), engine.copier.destination());
-        let (a, b) = tokio::join!(src.check(), dst.check());
-        a?;
-        b?;
         let finder = Finder::new(src.clone(), dst.clone(), engine.job.options.clone())?
             .with_cancel(engine.cancel.clone());
         let (tx, mut rx) = mpsc::channel(4 * BATCH);
+        // The walk only reads: it lists while both endpoints are checked (one far round trip, not
+        // two), and nothing is queued before both checks passed.
         let walk = tokio::spawn(Arc::new(finder).run(tx));
+        let (a, b) = tokio::join!(src.check(), dst.check());
+        if let Err(e) = a.and(b) {
+            walk.abort();
+            return Err(e.into());
+        }
         let mut items: Vec<NewItem> = Vec::with_capacity(BATCH);
         let mut same: Vec<ObjectMeta> = Vec::with_capacity(BATCH);
         loop {
