@@ -91,14 +91,8 @@ impl Hub {
         let finder = Finder::new(src.clone(), dst.clone(), engine.job.options.clone())?
             .with_cancel(engine.cancel.clone());
         let (tx, mut rx) = mpsc::channel(4 * BATCH);
-        // The walk only reads: it lists while both endpoints are checked (one far round trip, not
-        // two), and nothing is queued before both checks passed.
-        let walk = tokio::spawn(Arc::new(finder).run(tx));
-        let (a, b) = tokio::join!(src.check(), dst.check());
-        if let Err(e) = a.and(b) {
-            walk.abort();
-            return Err(e.into());
-        }
+        // Nothing is queued before both endpoints passed their checks.
+        let walk = finder.start_checked(tx).await?;
         let mut items: Vec<NewItem> = Vec::with_capacity(BATCH);
         let mut same: Vec<ObjectMeta> = Vec::with_capacity(BATCH);
         loop {

@@ -37,13 +37,10 @@ impl Hub {
 
     async fn plan_objects(&self, job: &S3Job, prices: &PriceTable) -> Result<Plan, Error> {
         let (src, dst) = connect(self.store.as_ref(), job).await?;
-        let (a, b) = tokio::join!(src.check(), dst.check());
-        a?;
-        b?;
         let server_side = job.options.server_side_copy && src.same_service(&dst);
         let finder = Finder::new(src.clone(), dst.clone(), job.options.clone())?;
         let (tx, mut rx) = mpsc::channel(1024);
-        let walk = tokio::spawn(Arc::new(finder).run(tx));
+        let walk = finder.start_checked(tx).await?;
         let mut objects = ObjectPlan::default();
         let mut requests = Requests::default();
         let mut egress_bytes = 0;

@@ -21,6 +21,7 @@ use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::diff::{Diff, MergeJoin};
@@ -93,6 +94,21 @@ impl Finder {
     pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
         self
+    }
+
+    /// Starts the walk ([`Finder::run`]) while both endpoints are checked (bucket exists, credentials
+    /// can list): the walk only reads, so a far endpoint's round trip is paid once, not twice. A failed
+    /// check stops the walk and is returned; the caller reads `tx`'s receiver only after this returned,
+    /// so nothing found is acted on before both checks passed.
+    pub async fn start_checked(self, tx: mpsc::Sender<Found>) -> Result<JoinHandle<Vec<String>>> {
+        let (src, dst) = (self.src.clone(), self.dst.clone());
+        let walk = tokio::spawn(Arc::new(self).run(tx));
+        let (a, b) = tokio::join!(src.check(), dst.check());
+        if let Err(e) = a.and(b) {
+            walk.abort();
+            return Err(e);
+        }
+        Ok(walk)
     }
 
     /// Walks every partition, sending what it finds to `tx`; returns the listing errors (a failed

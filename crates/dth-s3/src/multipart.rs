@@ -559,7 +559,6 @@ fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     Some(&xml[start..start + len]).filter(|v| !v.is_empty())
 }
 
-/// Learns the source ETag and, when it is a composite, the source's part size (HEAD `partNumber=1`).
 /// The layout without a HEAD, when the listing tells enough: a source whose composite ETags cannot
 /// be reproduced, or a listed ETag that is no composite. The ETag then comes from the first part's
 /// GET.
@@ -571,6 +570,7 @@ fn listed_layout(c: &Copier, obj: &ObjectMeta) -> Option<SourceLayout> {
     })
 }
 
+/// Learns the source ETag and, when it is a composite, the source's part size (HEAD `partNumber=1`).
 pub(crate) async fn source_layout(c: &Copier, obj: &ObjectMeta) -> Result<SourceLayout> {
     let head = c
         .src

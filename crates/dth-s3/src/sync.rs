@@ -110,13 +110,7 @@ impl Sync {
             .with_cancel(cancel.clone())
             .with_prefix_list(prefix_list);
         let (found_tx, found) = mpsc::channel::<Found>(4096);
-        let finding = tokio::spawn(Arc::new(finder).run(found_tx));
-        let (a, b) = tokio::join!(src.check(), dst.check());
-        if let Err(e) = a.and(b) {
-            cancel.cancel();
-            finding.abort();
-            return Err(e);
-        }
+        let finding = finder.start_checked(found_tx).await?;
         let stats = Arc::new(Stats::default());
         let copier = Arc::new(
             Copier::new(src, dst, opts.clone(), Arc::clone(&stats)).with_cancel(cancel.clone()),
