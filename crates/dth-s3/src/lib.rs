@@ -44,6 +44,7 @@ pub mod filter;
 pub mod finder;
 pub mod giant;
 pub mod list;
+mod list_page;
 mod meta;
 pub mod multipart;
 pub mod profile;

@@ -5,15 +5,14 @@
 //! request. With a delimiter, objects and common prefixes of one level arrive merged in key order, which
 //! is what the partitioned diff walks.
 
-use std::time::SystemTime;
-
 use aws_sdk_s3::types::{EncodingType, RequestPayer};
 use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::meta::{Keyed, ObjectMeta, unquote};
+use crate::list_page::{FastPage, Page};
+use crate::meta::{Keyed, ObjectMeta};
 
 /// Keys per page asked of the server (servers cap it at 1,000).
 const PAGE: i32 = 1000;
@@ -159,7 +158,8 @@ impl Pager {
             .then_some(RequestPayer::Requester);
         let delimiter = self.delimited.then(|| "/".to_string());
         let client = self.ep.client();
-        let (objects, prefixes, encoded, next) = if profile.list_v1 {
+        let fast = FastPage::default();
+        let page = if profile.list_v1 {
             let out = client
                 .list_objects()
                 .bucket(self.ep.bucket())
@@ -169,24 +169,21 @@ impl Pager {
                 .set_encoding_type(encoding)
                 .set_request_payer(payer)
                 .max_keys(PAGE)
+                .customize()
+                .interceptor(fast.clone())
                 .send()
                 .await
                 .map_err(|e| self.page_error("ListObjects", e))?;
-            let encoded = out.encoding_type() == Some(&EncodingType::Url);
-            let truncated = out.is_truncated().unwrap_or(false);
-            let last = out.next_marker().map(str::to_string).or_else(|| {
-                let k = out.contents().last().and_then(|o| o.key());
-                let p = out.common_prefixes().last().and_then(|p| p.prefix());
-                k.max(p).map(str::to_string)
-            });
-            let (objects, prefixes) = (out.contents, out.common_prefixes);
-            // The v1 marker is a key, sent back as given (still encoded when the listing was encoded).
-            (
-                objects,
-                prefixes,
-                encoded,
-                if truncated { last } else { None },
-            )
+            fast.take().unwrap_or_else(|| {
+                Page::from_sdk(
+                    out.contents,
+                    out.common_prefixes,
+                    out.is_truncated,
+                    None,
+                    out.next_marker,
+                    out.encoding_type,
+                )
+            })
         } else {
             let out = client
                 .list_objects_v2()
@@ -197,17 +194,35 @@ impl Pager {
                 .set_encoding_type(encoding)
                 .set_request_payer(payer)
                 .max_keys(PAGE)
+                .customize()
+                .interceptor(fast.clone())
                 .send()
                 .await
                 .map_err(|e| self.page_error("ListObjectsV2", e))?;
-            let encoded = out.encoding_type() == Some(&EncodingType::Url);
-            let next = out
-                .is_truncated()
-                .unwrap_or(false)
-                .then(|| out.next_continuation_token().map(str::to_string))
-                .flatten();
-            let (objects, prefixes) = (out.contents, out.common_prefixes);
-            (objects, prefixes, encoded, next)
+            fast.take().unwrap_or_else(|| {
+                Page::from_sdk(
+                    out.contents,
+                    out.common_prefixes,
+                    out.is_truncated,
+                    out.next_continuation_token,
+                    None,
+                    out.encoding_type,
+                )
+            })
+        };
+        let encoded = page.encoded;
+        let next = if !page.truncated {
+            None
+        } else if profile.list_v1 {
+            // Without a NextMarker (sent only with a delimiter) the marker is the last key or prefix.
+            let last = page
+                .objects
+                .last()
+                .map(|o| &o.key)
+                .max(page.prefixes.last());
+            page.next_marker.clone().or_else(|| last.cloned())
+        } else {
+            page.next_token.clone()
         };
         self.done = next.is_none();
         if profile.list_v1 {
@@ -227,24 +242,12 @@ impl Pager {
                     detail: format!("listing returned key {full:?} outside the prefix {prefix:?}"),
                 })
         };
-        let mut entries = Vec::with_capacity(
-            objects.as_ref().map_or(0, Vec::len) + prefixes.as_ref().map_or(0, Vec::len),
-        );
-        // v1 and v2 answers share the `Object` and `CommonPrefix` types.
-        for o in objects.unwrap_or_default() {
-            entries.push(Entry::Object(ObjectMeta {
-                key: strip(o.key.unwrap_or_default())?,
-                size: o.size.unwrap_or(0).max(0) as u64,
-                etag: o.e_tag.as_deref().map(unquote),
-                last_modified: o.last_modified.and_then(|d| SystemTime::try_from(d).ok()),
-                storage_class: o.storage_class.map(|c| c.as_str().to_string()),
-            }));
+        let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
+        for mut o in page.objects {
+            o.key = strip(o.key)?;
+            entries.push(Entry::Object(o));
         }
-        for p in prefixes
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| p.prefix)
-        {
+        for p in page.prefixes {
             entries.push(Entry::Prefix(strip(p)?));
         }
         // Objects and prefixes come as two sorted lists; the level is their merge.
