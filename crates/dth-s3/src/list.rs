@@ -228,19 +228,24 @@ impl Pager {
         if profile.list_v1 {
             // v1 markers must be decoded keys (we send no encoding for the marker itself).
             self.token = next
-                .map(|m| if encoded { decode(&m) } else { Ok(m) })
+                .map(|m| if encoded { decode(m) } else { Ok(m) })
                 .transpose()?;
         } else {
             self.token = next;
         }
+        // The relative key is the full key without the endpoint's prefix (`prefix` is that plus `rel`),
+        // cut in place: most endpoints have no prefix, and then the key is kept as it came.
+        let ep_prefix = prefix.len() - self.rel.len();
         let strip = |full: String| -> Result<String> {
-            let full = if encoded { decode(&full)? } else { full };
-            full.strip_prefix(&prefix)
-                .map(|r| format!("{}{}", self.rel, r))
-                .ok_or_else(|| Error::Body {
+            let mut full = if encoded { decode(full)? } else { full };
+            if !full.starts_with(&prefix) {
+                return Err(Error::Body {
                     target: self.ep.target(Some(&self.rel)),
                     detail: format!("listing returned key {full:?} outside the prefix {prefix:?}"),
-                })
+                });
+            }
+            full.drain(..ep_prefix);
+            Ok(full)
         };
         let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
         for mut o in page.objects {
@@ -257,7 +262,10 @@ impl Pager {
 }
 
 /// Decodes a key from a listing made with `encoding-type=url` (form encoding: `+` is a space).
-fn decode(s: &str) -> Result<String> {
+fn decode(s: String) -> Result<String> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(s);
+    }
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)
         .decode_utf8()
@@ -274,7 +282,9 @@ mod tests {
 
     #[test]
     fn decodes_url_encoded_keys() {
-        assert_eq!(decode("a+b%2Bc%25d%2F%2Fe").unwrap(), "a b+c%d//e");
-        assert_eq!(decode("%E2%9C%93").unwrap(), "✓");
+        let d = |s: &str| decode(s.to_string()).unwrap();
+        assert_eq!(d("a+b%2Bc%25d%2F%2Fe"), "a b+c%d//e");
+        assert_eq!(d("%E2%9C%93"), "✓");
+        assert_eq!(d("plain/key"), "plain/key");
     }
 }
