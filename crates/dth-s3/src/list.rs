@@ -179,7 +179,6 @@ impl Pager {
                     out.contents,
                     out.common_prefixes,
                     out.is_truncated,
-                    None,
                     out.next_marker,
                     out.encoding_type,
                 )
@@ -205,24 +204,25 @@ impl Pager {
                     out.common_prefixes,
                     out.is_truncated,
                     out.next_continuation_token,
-                    None,
                     out.encoding_type,
                 )
             })
         };
-        let encoded = page.encoded;
-        let next = if !page.truncated {
+        let Page {
+            objects,
+            prefixes,
+            truncated,
+            next,
+            encoded,
+        } = page;
+        let next = if !truncated {
             None
         } else if profile.list_v1 {
             // Without a NextMarker (sent only with a delimiter) the marker is the last key or prefix.
-            let last = page
-                .objects
-                .last()
-                .map(|o| &o.key)
-                .max(page.prefixes.last());
-            page.next_marker.clone().or_else(|| last.cloned())
+            let last = || objects.last().map(|o| &o.key).max(prefixes.last()).cloned();
+            next.or_else(last)
         } else {
-            page.next_token.clone()
+            next
         };
         self.done = next.is_none();
         if profile.list_v1 {
@@ -233,9 +233,9 @@ impl Pager {
         } else {
             self.token = next;
         }
-        // The relative key is the full key without the endpoint's prefix (`prefix` is that plus `rel`),
-        // cut in place: most endpoints have no prefix, and then the key is kept as it came.
-        let ep_prefix = prefix.len() - self.rel.len();
+        // The relative key is the full key without the endpoint's prefix, cut in place: most endpoints
+        // have no prefix, and then the key is kept as it came.
+        let ep_prefix = self.ep.spec().prefix.len();
         let strip = |full: String| -> Result<String> {
             let mut full = if encoded { decode(full)? } else { full };
             if !full.starts_with(&prefix) {
@@ -247,12 +247,12 @@ impl Pager {
             full.drain(..ep_prefix);
             Ok(full)
         };
-        let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
-        for mut o in page.objects {
+        let mut entries = Vec::with_capacity(objects.len() + prefixes.len());
+        for mut o in objects {
             o.key = strip(o.key)?;
             entries.push(Entry::Object(o));
         }
-        for p in page.prefixes {
+        for p in prefixes {
             entries.push(Entry::Prefix(strip(p)?));
         }
         // Objects and prefixes come as two sorted lists; the level is their merge.
