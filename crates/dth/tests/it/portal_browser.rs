@@ -269,11 +269,13 @@ async fn object_task_through_the_wizard_copies_every_object() {
     for (k, v) in &want {
         put(&client, "photos", k, v.clone()).await;
     }
-    // Object reads are held a while, so the detail page sees the counters move.
+    // Object reads are held a while, so the detail page sees the counters move: long enough that
+    // the page shows the run before it ends even when the whole suite loads the machine (3 s was
+    // not: the page took longer than that to show its counters once).
     let slow = FaultProxy::start(
         &peer.endpoint_url(),
         Faults {
-            delay_object_gets: Duration::from_secs(3),
+            delay_object_gets: Duration::from_secs(8),
             ..Faults::default()
         },
     )
