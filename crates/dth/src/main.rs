@@ -14,6 +14,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let args = cli::Cli::parse();
     cli::init_logging(&args);
     raise_open_files_limit();
@@ -33,6 +34,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Turns transparent huge pages off for this process. Where the kernel backs every anonymous mapping
+/// with them (`always`), each part buffer mimalloc takes back from the system is zeroed 2 MiB at a
+/// time: a third of the client's CPU in the far large-object bench (`clear_page_erms` in `perf`), and
+/// 15-20 % more peak RSS. mimalloc's own switch (`MIMALLOC_ALLOW_THP=0`) is read before `main`.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process; it reads no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 
